@@ -1,0 +1,139 @@
+"""Command line: ``db-init [run|plan|demo]``; every setting also from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from job import __version__, logs
+from job.config import SETTINGS, load_config, load_logging
+from job.errors import OUTCOME_BY_CODE, ExitCode, Interrupted, JobError
+from job.redact import redact
+from job.run import RunResult, execute
+
+TERMINATION_LOG = Path(os.environ.get("DB_INIT_TERMINATION_LOG", "/dev/termination-log"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="db-init", description="Bring a Prisma/PostgreSQL database to its schema before the app starts.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    for s in SETTINGS:
+        parser.add_argument(f"--{s.key.replace('_', '-')}", dest=s.key, default=None, metavar="VALUE",
+                            help=f"{s.help} (env {s.env}; default {s.default or 'none'})")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="apply what is missing (the default)")
+    plan = sub.add_parser("plan", help="print what run would do, change nothing")
+    plan.add_argument("--json", action="store_true", help="machine-readable plan on stdout")
+    sub.add_parser("demo", help="fix a broken throwaway database and show before and after")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        from job.demo import run_demo  # imports pgserver, which only the demo needs
+        return int(run_demo())
+    flags = {s.key: getattr(args, s.key) for s in SETTINGS}
+    fmt, level = load_logging(flags, os.environ)
+    logs.configure(fmt, level)
+    log = logs.get_logger()
+    previous = _install_signal_handlers()
+    started = time.monotonic()
+    dry_run = args.command == "plan"
+    try:
+        config = load_config(flags)
+        log.info("run.started", command=args.command or "run", version=__version__,
+                 target=config.target.display, url_source=config.url_source, schema=config.target.schema)
+        result = execute(config, dry_run=dry_run, log=log)
+        if dry_run:
+            _print_plan(result, as_json=args.json)
+        _finish(log, ExitCode.OK, started, result=result)
+        return ExitCode.OK
+    except JobError as err:
+        _finish(log, err.code, started, reason=err.reason, fields=err.fields)
+        return err.code
+    except Interrupted as sig:
+        reason = f"interrupted by {sig.signal_name}; the transaction was rolled back"
+        _finish(log, ExitCode.INTERRUPTED, started, reason=reason)
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug: the one case where a traceback helps
+        log.exception("run.crashed", error=redact(repr(exc)))
+        _finish(log, ExitCode.INTERNAL, started, reason=f"internal error: {type(exc).__name__}")
+        return ExitCode.INTERNAL
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _finish(log: Any, code: ExitCode, started: float, *, result: RunResult | None = None,
+            reason: str | None = None, fields: dict[str, Any] | None = None) -> None:
+    outcome = OUTCOME_BY_CODE[code]
+    summary: dict[str, Any] = {"outcome": outcome.name, "exit_code": int(code),
+                               "retryable": outcome.retryable,
+                               "duration_ms": round((time.monotonic() - started) * 1000, 1)}
+    if result is not None:
+        summary |= {"migrations_applied": list(result.plan.migrations_applied) if result.applied else [],
+                    "ledger_rows_repaired": result.plan.ledger_rows_repaired if result.applied else 0,
+                    "changed": result.applied}
+    if reason is None:
+        log.info("run.finished", **summary)
+        return
+    summary["reason"] = redact(reason)
+    extra = {k: v for k, v in (fields or {}).items() if v is not None and k not in summary}
+    log.error("run.finished", **summary, **extra)
+    _write_termination_message(summary["reason"])
+
+
+def _write_termination_message(reason: str) -> None:
+    """Kubernetes shows this file in `kubectl describe pod`; elsewhere it does not exist."""
+    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+        with contextlib.suppress(OSError):
+            TERMINATION_LOG.write_text(reason[:4000] + "\n", encoding="utf-8")
+
+
+def _print_plan(result: RunResult, *, as_json: bool) -> None:
+    plan = result.plan
+    if as_json:
+        doc = {"steps": [{"action": s.action, "summary": s.summary, "migration": s.migration,
+                          "ledger_change": s.ledger_change, "sql": s.sql_text()} for s in plan.steps],
+               "notes": list(plan.notes)}
+        print(json.dumps(doc, indent=2))
+        return
+    if plan.empty:
+        print("Nothing to do: the database is up to date.")
+    for n, step in enumerate(plan.steps, 1):
+        print(f"-- step {n}: {step.summary}")
+        print(step.sql_text().strip() + "\n")
+    for note in plan.notes:
+        print(f"-- note: {note}")
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """SIGTERM (Kubernetes, Cloud Run) and SIGINT: cancel, roll back, exit with the retryable code.
+
+    The handler raises once; a second signal during the clean-up is ignored so
+    the rollback and the lock release can finish.
+    """
+    state = {"raised": False}
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        if state["raised"]:
+            return
+        state["raised"] = True
+        raise Interrupted(signal.Signals(signum).name)
+
+    return {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def entrypoint() -> None:
+    sys.exit(main())

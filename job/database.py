@@ -1,0 +1,175 @@
+"""The one seam to PostgreSQL: the only module that holds a connection or a cursor.
+
+Eight operations, as narrow as a migration runner's driver should be: open,
+inspect, describe, try_lock, lock_holders, unlock, apply, close.  Everything
+it returns is plain data from ``job.state`` and ``job.schemamodel``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from job import statements as q
+from job.redact import redact
+from job.schemamodel import Column, ForeignKey, Index, Schema, Table
+from job.state import DatabaseState, LedgerRow
+
+_FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+# Tables whose row counts the planner needs when they exist.
+_COUNTED = ("session", "Session")
+
+
+# Connection failures that no amount of waiting heals: fail at once.
+_FATAL_CONNECT = (
+    "password authentication failed", "no password supplied", "authentication failed",
+    "does not exist", "no pg_hba.conf entry", "invalid connection option", "invalid uri",
+    "invalid integer value", "invalid port", "invalid sslmode", "certificate verify failed",
+    "server does not support ssl", "received invalid response to ssl negotiation",
+    "expected authentication request", "unsupported frontend protocol", "permission denied",
+    "invalid value for parameter", "insufficient data in", "server requested",
+)
+# SQLSTATEs after which a statement may simply be tried again a little later.
+_TRANSIENT = {
+    "55P03",  # lock_not_available: our lock_timeout fired; the app kept its locks
+    "40P01",  # deadlock_detected
+    "40001",  # serialization_failure
+}
+
+
+class DatabaseFault(Exception):
+    """A failed database call as plain data; the message never holds a password."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None, retryable: bool = False,
+                 connection_lost: bool = False, statement: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.sqlstate = sqlstate
+        self.retryable = retryable
+        self.connection_lost = connection_lost
+        self.statement = statement
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).removeprefix("connection failed: ")
+    lines = [ln.strip(" \t-") for ln in text.splitlines() if ln.strip()]
+    return redact("; ".join(lines)) or type(exc).__name__
+
+
+def _connect_fault(exc: psycopg.Error) -> DatabaseFault:
+    message = _one_line(exc)
+    if isinstance(exc, psycopg.ProgrammingError):  # libpq rejected the conninfo itself
+        return DatabaseFault(message, retryable=False)
+    fatal = any(p in message.lower() for p in _FATAL_CONNECT)
+    return DatabaseFault(message, sqlstate=exc.sqlstate, retryable=not fatal)
+
+
+def _statement_fault(exc: psycopg.Error, index: int | None) -> DatabaseFault:
+    diag = exc.diag
+    message = redact(diag.message_primary or "") or _one_line(exc)
+    lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+    return DatabaseFault(message, sqlstate=exc.sqlstate, statement=index, connection_lost=lost,
+                         retryable=lost or exc.sqlstate in _TRANSIENT)
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    pid: int
+    application_name: str
+    client: str
+    connected_since: datetime
+    state: str | None
+
+
+class Database:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    @classmethod
+    def open(cls, conninfo: dict[str, str]) -> Database:
+        """Connect once (the caller retries); autocommit, no server-side prepared statements."""
+        try:
+            conn = psycopg.connect(make_conninfo(**conninfo), autocommit=True, prepare_threshold=None)
+        except psycopg.Error as exc:
+            raise _connect_fault(exc) from None
+        return cls(conn)
+
+    @property
+    def server_version(self) -> int:
+        return self._conn.info.server_version
+
+    def _rows(self, query: q.Statement, params: dict[str, str] | None = None) -> list[Any]:
+        try:
+            cur = self._conn.execute(query, params)
+            return cur.fetchall() if cur.description else []
+        except psycopg.Error as exc:
+            raise _statement_fault(exc, None) from None
+
+    def configure_session(self) -> None:
+        self._rows(q.session_settings(self.server_version))
+
+    def inspect(self, schema: str) -> DatabaseState:
+        found = self._rows(q.INSPECT, {"schema": schema})[0]
+        version, in_recovery, read_only, schema_exists, tables, relations = found
+        table_set = frozenset(tables)
+        ledger = None
+        if q.LEDGER in table_set:
+            ledger = tuple(LedgerRow(*r) for r in self._rows(q.ledger_rows(schema)))
+        counts = tuple((t, self._count(schema, t)) for t in _COUNTED if t in table_set)
+        return DatabaseState(server_version=version, in_recovery=in_recovery, read_only=read_only,
+                             schema=schema, schema_exists=schema_exists, tables=table_set,
+                             relations=frozenset(relations),
+                             ledger=ledger, row_counts=counts)
+
+    def _count(self, schema: str, table: str) -> int:
+        return int(self._rows(q.count_rows(schema, table))[0][0])
+
+    def describe(self, schema: str) -> Schema:
+        """The schema's tables as the catalog has them, for comparison with the contract."""
+        params = {"schema": schema}
+        columns: dict[str, list[Column]] = {}
+        for table, name, type_, nullable, default in self._rows(q.DESCRIBE_COLUMNS, params):
+            columns.setdefault(table, []).append(Column(name, type_, nullable, default))
+        indexes: dict[str, list[Index]] = {}
+        for table, name, unique, primary, cols in self._rows(q.DESCRIBE_INDEXES, params):
+            indexes.setdefault(table, []).append(Index(name, tuple(cols), unique, primary))
+        fks: dict[str, list[ForeignKey]] = {}
+        for table, name, ref, cols, ref_cols, on_del, on_upd in self._rows(
+                q.DESCRIBE_FOREIGN_KEYS, params):
+            fks.setdefault(table, []).append(ForeignKey(
+                name, tuple(cols), ref, tuple(ref_cols), _FK_ACTIONS[on_del], _FK_ACTIONS[on_upd]))
+        return {t: Table(t, tuple(cols), tuple(indexes.get(t, ())), tuple(fks.get(t, ())))
+                for t, cols in columns.items()}
+
+    def try_lock(self) -> bool:
+        return bool(self._rows(q.TRY_LOCK)[0][0])
+
+    def lock_holders(self) -> list[LockHolder]:
+        return [LockHolder(*r) for r in self._rows(q.LOCK_HOLDERS)]
+
+    def unlock(self) -> None:
+        self._rows(q.UNLOCK)
+
+    def apply(self, statements: Sequence[q.Statement], *, schema: str,
+              lock_timeout_ms: int, statement_timeout_ms: int) -> None:
+        """Run statements in one transaction: all of them commit, or none does."""
+        index: int | None = None  # which statement failed, for the error
+        try:
+            with self._conn.transaction():
+                self._conn.execute(q.transaction_settings(schema, lock_timeout_ms, statement_timeout_ms))
+                for index in range(len(statements)):
+                    self._conn.execute(statements[index])
+        except psycopg.Error as exc:
+            raise _statement_fault(exc, index) from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def backend_pid(self) -> int:
+        return self._conn.info.backend_pid

@@ -1,0 +1,122 @@
+"""Structured logs: one JSON object per line for Cloud Logging, readable lines on a TTY.
+
+Processors are small functions composed in a list, as structlog intends.
+Events have stable names (``lock.waiting``, ``run.finished``...) and fields, so
+a Cloud Logging query written today keeps working.  Logs go to stderr; stdout
+is kept for what a command prints (the plan).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from job.redact import redact
+
+_SEVERITY = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERROR",
+             "critical": "CRITICAL", "exception": "ERROR"}
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+# Fields worth reading in the one-line summary that Cloud Logging shows.
+_SUMMARY_SKIP = {"event", "level", "time", "logger"}
+
+
+def environment_labels(env: Mapping[str, str]) -> dict[str, str]:
+    """Where this run happens: Cloud Run job coordinates, or the pod (no metadata-server call)."""
+    labels = {"app": "db-init-job"}
+    cloud_run = {"job": "CLOUD_RUN_JOB", "execution": "CLOUD_RUN_EXECUTION",
+                 "task_index": "CLOUD_RUN_TASK_INDEX", "task_attempt": "CLOUD_RUN_TASK_ATTEMPT"}
+    labels |= {k: env[v] for k, v in cloud_run.items() if env.get(v)}
+    if env.get("KUBERNETES_SERVICE_HOST"):
+        pod = env.get("POD_NAME") or env.get("HOSTNAME")
+        if pod:
+            labels["pod"] = pod
+        if env.get("POD_NAMESPACE"):
+            labels["namespace"] = env["POD_NAMESPACE"]
+    return labels
+
+
+def redact_strings(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Last line of defence: no password leaves the process, whatever a field holds."""
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
+        elif isinstance(value, BaseException):
+            event[key] = redact(str(value))
+    return event
+
+
+def summarize(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """``message``: the event name and its fields on one line, for log viewers' summary column."""
+    fields = " ".join(f"{k}={_short(v)}" for k, v in event.items()
+                      if k not in _SUMMARY_SKIP and k != "message" and not k.startswith("logging."))
+    event["message"] = f"{event['event']} {fields}".strip()
+    return event
+
+
+def cloud_logging_fields(labels: dict[str, str]) -> Processor:
+    """The special fields Cloud Logging lifts out of a JSON line."""
+    def processor(_: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        level = event.pop("level", method)
+        event["severity"] = _SEVERITY.get(level, "DEFAULT")
+        event["logging.googleapis.com/labels"] = labels
+        location = {"file": event.pop("pathname", None), "line": event.pop("lineno", None),
+                    "function": event.pop("func_name", None)}
+        if location["file"]:
+            event["logging.googleapis.com/sourceLocation"] = {
+                "file": location["file"], "line": str(location["line"]), "function": location["function"]}
+        return event
+    return processor
+
+
+def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None,
+              env: Mapping[str, str] = os.environ) -> None:
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if stream.isatty() else "json"
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+        redact_strings,
+    ]
+    if fmt == "json":
+        tail: list[Processor] = [
+            structlog.processors.CallsiteParameterAdder({
+                structlog.processors.CallsiteParameter.PATHNAME,
+                structlog.processors.CallsiteParameter.LINENO,
+                structlog.processors.CallsiteParameter.FUNC_NAME}),
+            summarize,
+            cloud_logging_fields(environment_labels(env)),
+            structlog.processors.JSONRenderer(default=str),
+        ]
+    else:
+        tail = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+    structlog.configure(
+        processors=shared + tail,
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, 20)),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger() -> Any:
+    return structlog.get_logger()
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def bind(**fields: Any) -> None:
+    structlog.contextvars.bind_contextvars(**fields)
+
+
+def unbind_all() -> None:
+    structlog.contextvars.clear_contextvars()
+

@@ -1,0 +1,48 @@
+"""What inspection found, as plain data: the planner's only input from the database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class LedgerRow:
+    """One row of Prisma's ``_prisma_migrations``."""
+
+    id: str
+    migration_name: str
+    checksum: str
+    started_at: datetime
+    finished_at: datetime | None
+    rolled_back_at: datetime | None
+    applied_steps_count: int
+
+    @property
+    def failed(self) -> bool:
+        # Prisma's definition (P3009): neither finished nor rolled back.
+        return self.finished_at is None and self.rolled_back_at is None
+
+    @property
+    def applied(self) -> bool:
+        return self.finished_at is not None and self.rolled_back_at is None
+
+
+@dataclass(frozen=True)
+class DatabaseState:
+    server_version: int  # server_version_num, e.g. 160002
+    in_recovery: bool  # a hot standby: nothing can be written
+    read_only: bool  # default_transaction_read_only is on
+    schema: str
+    schema_exists: bool
+    tables: frozenset[str]  # ordinary and partitioned tables in the target schema
+    relations: frozenset[str]  # every relation name in the schema (tables, indexes, sequences...)
+    ledger: tuple[LedgerRow, ...] | None  # None: no _prisma_migrations table
+    # Row counts, read only for the tables the planner must weigh (the two session tables).
+    row_counts: tuple[tuple[str, int], ...] = ()
+
+    def rows_in(self, table: str) -> int | None:
+        return dict(self.row_counts).get(table)
+
+    def applied(self, name: str) -> bool:
+        return any(r.migration_name == name and r.applied for r in self.ledger or ())

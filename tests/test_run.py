@@ -1,0 +1,123 @@
+"""The whole job against a real PostgreSQL, from each production state of HISTORY.md."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from jobtools import CONTRACT_FILE, MIGRATIONS_DIR, all_schemas_fingerprint, ledger, rows_by_table, run_job
+from pgcluster import Db
+
+from job.contract import load_contract
+from job.database import Database
+from job.migrations import RETIRED, load_migrations
+from job.scenarios import STATES
+from job.schemadiff import diff_schemas
+
+CONTRACT = load_contract(CONTRACT_FILE)
+SHIPPED = load_migrations(MIGRATIONS_DIR)
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+# Tables a state leaves on purpose beside the contract.
+EXTRA = {"ahead": frozenset({"Wishlist"})}
+
+
+def schema_url(db: Db, schema: str) -> str:
+    return db.url if schema == "public" else f"{db.url}?schema={schema}"
+
+
+def check_contract(conn: Any, schema: str, extra: frozenset[str] = frozenset()) -> None:
+    diffs = diff_schemas(CONTRACT, Database(conn).describe(schema),
+                         allowed_extra_tables=extra | {"_prisma_migrations"})
+    assert diffs == []
+
+
+def check_ledger(conn: Any, schema: str) -> None:
+    rows = ledger(conn, schema)
+    assert not [r for r in rows if r["finished_at"] is None and r["rolled_back_at"] is None], "a failed row"
+    for m in SHIPPED:
+        applied = [r for r in rows if r["migration_name"] == m.name and r["rolled_back_at"] is None]
+        assert len(applied) == 1, f"{m.name} recorded {len(applied)} times"
+        r = applied[0]
+        assert r["checksum"] == m.checksum
+        assert UUID4.match(r["id"])
+        assert r["finished_at"] is not None and r["finished_at"] >= r["started_at"]
+    for r in rows:
+        if r["migration_name"] in RETIRED and r["rolled_back_at"] is not None:
+            assert r["finished_at"] is None  # only failed rows are closed
+
+
+def rows_kept(before: dict[str, list[str]], after: dict[str, list[str]]) -> None:
+    """Every row that existed is still there (the lowercase table's rows now in "Session")."""
+    for table, rows in before.items():
+        if table == "_prisma_migrations":
+            continue  # rows are closed or added, never removed: checked by check_ledger
+        target = "Session" if table == "session" else table
+        assert set(rows) <= set(after.get(target, [])), f"rows lost from {table}"
+
+
+@pytest.mark.parametrize("schema", ["public", "shop_app"])
+@pytest.mark.parametrize("state", ["empty", "sqlite_failed", "lowercase", "lowercase_failed", "fixed",
+                                   "ahead", "demo"])
+def test_state_ends_in_the_contract_and_a_second_run_changes_nothing(db: Db, state: str, schema: str) -> None:
+    with db.connect() as conn:
+        STATES[state](conn, schema, MIGRATIONS_DIR)
+        before, outside = rows_by_table(conn, schema), all_schemas_fingerprint(conn)
+        untouched = {k: v for k, v in rows_by_table(conn, "auth").items()}
+
+    first = run_job(schema_url(db, schema))
+    assert first.code == 0, first.stderr
+    assert first.summary["outcome"] == "ok"
+
+    with db.connect() as conn:
+        check_contract(conn, schema, EXTRA.get(state, frozenset()))
+        check_ledger(conn, schema)
+        after = rows_by_table(conn, schema)
+        rows_kept(before, after)
+        assert rows_by_table(conn, "auth") == untouched
+        moved = [e for e in all_schemas_fingerprint(conn) if e[0] != schema]
+        assert moved == [e for e in outside if e[0] != schema], "something outside the target schema changed"
+
+    second = run_job(schema_url(db, schema))
+    assert second.code == 0
+    assert second.summary["changed"] is False and second.summary["migrations_applied"] == []
+    assert not second.has("lock.acquired"), "a no-op run must not take the lock"
+    with db.connect() as conn:
+        assert rows_by_table(conn, schema) == after
+
+
+def test_first_run_reports_what_it_did(db: Db) -> None:
+    with db.connect() as conn:
+        STATES["demo"](conn, "public", MIGRATIONS_DIR)
+    run = run_job(db.url)
+    s = run.summary
+    assert s["exit_code"] == 0 and s["changed"] is True
+    assert s["migrations_applied"] == [m.name for m in SHIPPED]
+    assert s["ledger_rows_repaired"] == 1
+    closed = run.event("ledger.failed_row_closed")
+    assert closed["migration"] == "20251008130439_update_for_new_pricing"
+    assert run.has("lock.acquired") and run.has("lock.released")
+
+
+def test_both_session_tables_populated_needs_a_human_and_changes_nothing(db: Db) -> None:
+    with db.connect() as conn:
+        STATES["both_populated"](conn, "public", MIGRATIONS_DIR)
+        before = rows_by_table(conn, "public")
+    run = run_job(db.url)
+    assert run.code == 5
+    assert "refusing to guess" in run.summary["reason"]
+    with db.connect() as conn:
+        assert rows_by_table(conn, "public") == before
+
+
+def test_plan_prints_the_steps_and_changes_nothing(db: Db) -> None:
+    with db.connect() as conn:
+        STATES["demo"](conn, "public", MIGRATIONS_DIR)
+        before = rows_by_table(conn, "public")
+    run = run_job(db.url, "plan")
+    assert run.code == 0
+    assert 'ALTER TABLE "public"."session" RENAME TO "Session"' in run.stdout
+    assert 'CREATE TABLE IF NOT EXISTS "Tenant"' in run.stdout
+    with db.connect() as conn:
+        assert rows_by_table(conn, "public") == before
+    assert run_job(db.url, "plan", "--json").stdout.count('"action"') == 6
