@@ -64,9 +64,9 @@ def finish(proc: subprocess.Popen[str], started: float, timeout: float = 120) ->
     return run
 
 
-def run_job(url: str | None, *args: str, timeout: float = 120, **env: str) -> JobRun:
+def run_job(url: str | None, *args: str, **env: str) -> JobRun:
     started = time.monotonic()
-    return finish(start_job(url, *args, **env), started, timeout)
+    return finish(start_job(url, *args, **env), started)
 
 
 def rows_by_table(conn: psycopg.Connection[Any], schema: str) -> dict[str, list[str]]:

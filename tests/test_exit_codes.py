@@ -135,7 +135,8 @@ def test_nothing_listening_exits_3_at_the_budget_after_logged_retries() -> None:
 
 
 def test_unknown_host_is_retried_then_exits_3() -> None:
-    run = run_job("postgresql://postgres:pw-Secr3t!@no-such-host.invalid:5432/db", DB_INIT_CONNECT_TIMEOUT="2s")
+    url = "postgresql://postgres:pw-Secr3t!@no-such-host.invalid:5432/db"
+    run = run_job(url, DB_INIT_CONNECT_TIMEOUT="2s")
     assert_clean_failure(run, 3, "no-such-host.invalid")
 
 
