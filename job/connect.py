@@ -36,9 +36,15 @@ def wait_for_database(target: DatabaseTarget, *, budget_s: float, application_na
                     delay_s=round(state.upcoming_sleep, 2),
                     reason=getattr(fault, "message", str(fault)))
 
+    backoff = tenacity.wait_random_exponential(multiplier=0.25, max=5)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        # The last sleep is cut to the deadline, so the final attempt happens at the budget, not before.
+        return max(0.0, min(backoff(state), deadline - time.monotonic()))
+
     retrying = tenacity.Retrying(
-        stop=tenacity.stop_before_delay(budget_s),
-        wait=tenacity.wait_random_exponential(multiplier=0.25, max=5),
+        stop=tenacity.stop_after_delay(budget_s),
+        wait=wait,
         retry=tenacity.retry_if_exception(lambda e: isinstance(e, DatabaseFault) and e.retryable),
         before_sleep=log_retry,
         reraise=True,
