@@ -19,6 +19,7 @@ from job.config import SETTINGS, load_config, load_logging
 from job.errors import OUTCOME_BY_CODE, ExitCode, Interrupted, JobError
 from job.redact import redact
 from job.run import RunResult, execute
+from job.steps import Step
 
 TERMINATION_LOG = Path(os.environ.get("DB_INIT_TERMINATION_LOG", "/dev/termination-log"))
 
@@ -34,6 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="apply what is missing (the default)")
     plan = sub.add_parser("plan", help="print what run would do, change nothing")
     plan.add_argument("--json", action="store_true", help="machine-readable plan on stdout")
+    verify = sub.add_parser("verify", help="compare the database with the contract and the migrations;"
+                            " exit 0 only when they agree")
+    verify.add_argument("--json", action="store_true", help="machine-readable differences on stdout")
+    verify.add_argument("--allow-extra", action="store_true",
+                        help="ignore tables, columns, indexes and keys the contract does not name")
     sub.add_parser("demo", help="fix a broken throwaway database and show before and after")
     return parser
 
@@ -49,14 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logs.get_logger()
     previous = _install_signal_handlers()
     started = time.monotonic()
-    dry_run = args.command == "plan"
+    mode = args.command or "run"
     try:
         config = load_config(flags)
         log.info("run.started", command=args.command or "run", version=__version__,
                  target=config.target.display, url_source=config.url_source, schema=config.target.schema)
-        result = execute(config, dry_run=dry_run, log=log)
-        if dry_run:
+        result = execute(config, mode=mode, log=log, allow_extra=getattr(args, "allow_extra", False))
+        if mode == "plan":
             _print_plan(result, as_json=args.json)
+        if mode == "verify":
+            _print_differences(result, as_json=args.json)
+            if result.differences:
+                _finish(log, ExitCode.DRIFT, started, reason=f"{len(result.differences)} difference(s):"
+                        f" {result.differences[0]}")
+                return ExitCode.DRIFT
         _finish(log, ExitCode.OK, started, result=result)
         return ExitCode.OK
     except JobError as err:
@@ -84,7 +96,7 @@ def _finish(log: Any, code: ExitCode, started: float, *, result: RunResult | Non
     if result is not None:
         summary |= {"migrations_applied": list(result.plan.migrations_applied) if result.applied else [],
                     "ledger_rows_repaired": result.plan.ledger_rows_repaired if result.applied else 0,
-                    "changed": result.applied}
+                    "changed": result.applied, "orphan_rows": result.orphans}
     if reason is None:
         log.info("run.finished", **summary)
         return
@@ -104,18 +116,37 @@ def _write_termination_message(reason: str) -> None:
 def _print_plan(result: RunResult, *, as_json: bool) -> None:
     plan = result.plan
     if as_json:
-        doc = {"steps": [{"action": s.action, "summary": s.summary, "migration": s.migration,
-                          "ledger_change": s.ledger_change, "sql": s.sql_text()} for s in plan.steps],
-               "notes": list(plan.notes)}
-        print(json.dumps(doc, indent=2))
+        def doc(s: Step) -> dict[str, Any]:
+            return {"action": s.action, "summary": s.summary, "migration": s.migration,
+                    "ledger_change": s.ledger_change, "sql": s.sql_text(), "details": s.details}
+        print(json.dumps({"steps": [doc(s) for s in plan.steps],
+                          "after_commit": [doc(s) for s in plan.validations],
+                          "notes": list(plan.notes), "unresolved": list(plan.unresolved)}, indent=2))
         return
     if plan.empty:
         print("Nothing to do: the database is up to date.")
+    else:
+        print("-- one transaction:")
     for n, step in enumerate(plan.steps, 1):
         print(f"-- step {n}: {step.summary}")
         print(step.sql_text().strip() + "\n")
+    for step in plan.validations:
+        print(f"-- after commit, on its own: {step.summary}")
+        print(step.sql_text().strip() + "\n")
     for note in plan.notes:
         print(f"-- note: {note}")
+    for diff in plan.unresolved:
+        print(f"-- left for a human: {diff}")
+
+
+def _print_differences(result: RunResult, *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"differences": list(result.differences)}, indent=2))
+        return
+    if not result.differences:
+        print("The database matches the contract and the migrations folder.")
+    for line in result.differences:
+        print(line)
 
 
 def _install_signal_handlers() -> dict[int, Any]:

@@ -77,6 +77,26 @@ def _statement_fault(exc: psycopg.Error, index: int | None) -> DatabaseFault:
                          retryable=lost or exc.sqlstate in _TRANSIENT)
 
 
+def _schema_from_rows(columns: list[Any], indexes: list[Any], fks: list[Any]
+                     ) -> tuple[Schema, frozenset[str]]:
+    by_table: dict[str, list[Column]] = {}
+    for table, name, type_, nullable, default in columns:
+        by_table.setdefault(table, []).append(Column(name, type_, nullable, default))
+    idx: dict[str, list[Index]] = {}
+    for table, name, unique, primary, cols in indexes:
+        idx.setdefault(table, []).append(Index(name, tuple(cols), unique, primary))
+    keys: dict[str, list[ForeignKey]] = {}
+    unvalidated = set()
+    for table, name, ref, cols, ref_cols, on_del, on_upd, valid in fks:
+        keys.setdefault(table, []).append(ForeignKey(
+            name, tuple(cols), ref, tuple(ref_cols), _FK_ACTIONS[on_del], _FK_ACTIONS[on_upd]))
+        if not valid:
+            unvalidated.add(name)
+    schema = {t: Table(t, tuple(cols), tuple(idx.get(t, ())), tuple(keys.get(t, ())))
+              for t, cols in by_table.items()}
+    return schema, frozenset(unvalidated)
+
+
 @dataclass(frozen=True)
 class LockHolder:
     pid: int
@@ -114,37 +134,52 @@ class Database:
         self._rows(q.session_settings(self.server_version))
 
     def inspect(self, schema: str) -> DatabaseState:
-        found = self._rows(q.INSPECT, {"schema": schema})[0]
-        version, in_recovery, read_only, schema_exists, tables, relations = found
+        """Everything the planner needs, in two round trips (each one pipelined)."""
+        params = {"schema": schema}
+        try:
+            with self._conn.pipeline():
+                cursors = [self._conn.execute(query, params) for query in
+                           (q.INSPECT, q.DESCRIBE_COLUMNS, q.DESCRIBE_INDEXES, q.DESCRIBE_FOREIGN_KEYS)]
+            found, columns, indexes, fks = (c.fetchall() for c in cursors)
+        except psycopg.Error as exc:
+            raise _statement_fault(exc, None) from None
+        version, in_recovery, read_only, schema_exists, tables, relations = found[0]
         table_set = frozenset(tables)
-        ledger = None
+        live, unvalidated = _schema_from_rows(columns, indexes, fks)
+
+        # Second round: the ledger and the session tables, only where they exist.
+        second: list[q.Statement] = []
         if q.LEDGER in table_set:
-            ledger = tuple(LedgerRow(*r) for r in self._rows(q.ledger_rows(schema)))
-        counts = tuple((t, self._count(schema, t)) for t in _COUNTED if t in table_set)
+            second.append(q.ledger_rows(schema))
+        counted = [t for t in _COUNTED if t in table_set]
+        second += [q.count_rows(schema, t) for t in counted]
+        if len(counted) == len(_COUNTED):
+            second.append(q.count_shared_ids(schema, *_COUNTED))
+        results = self._pipelined(second)
+        ledger = tuple(LedgerRow(*r) for r in results.pop(0)) if q.LEDGER in table_set else None
+        counts = tuple((t, int(results.pop(0)[0][0])) for t in counted)
+        shared = int(results.pop(0)[0][0]) if results else 0
         return DatabaseState(server_version=version, in_recovery=in_recovery, read_only=read_only,
                              schema=schema, schema_exists=schema_exists, tables=table_set,
-                             relations=frozenset(relations),
-                             ledger=ledger, row_counts=counts)
+                             relations=frozenset(relations), ledger=ledger, live=live,
+                             unvalidated_fks=unvalidated, row_counts=counts, shared_session_ids=shared)
 
-    def _count(self, schema: str, table: str) -> int:
-        return int(self._rows(q.count_rows(schema, table))[0][0])
+    def _pipelined(self, queries: Sequence[q.Statement]) -> list[list[Any]]:
+        if not queries:
+            return []
+        try:
+            with self._conn.pipeline():
+                cursors = [self._conn.execute(query) for query in queries]
+            return [c.fetchall() for c in cursors]
+        except psycopg.Error as exc:
+            raise _statement_fault(exc, None) from None
 
     def describe(self, schema: str) -> Schema:
         """The schema's tables as the catalog has them, for comparison with the contract."""
-        params = {"schema": schema}
-        columns: dict[str, list[Column]] = {}
-        for table, name, type_, nullable, default in self._rows(q.DESCRIBE_COLUMNS, params):
-            columns.setdefault(table, []).append(Column(name, type_, nullable, default))
-        indexes: dict[str, list[Index]] = {}
-        for table, name, unique, primary, cols in self._rows(q.DESCRIBE_INDEXES, params):
-            indexes.setdefault(table, []).append(Index(name, tuple(cols), unique, primary))
-        fks: dict[str, list[ForeignKey]] = {}
-        for table, name, ref, cols, ref_cols, on_del, on_upd in self._rows(
-                q.DESCRIBE_FOREIGN_KEYS, params):
-            fks.setdefault(table, []).append(ForeignKey(
-                name, tuple(cols), ref, tuple(ref_cols), _FK_ACTIONS[on_del], _FK_ACTIONS[on_upd]))
-        return {t: Table(t, tuple(cols), tuple(indexes.get(t, ())), tuple(fks.get(t, ())))
-                for t, cols in columns.items()}
+        return self.inspect(schema).live
+
+    def count(self, query: q.Statement) -> int:
+        return int(self._rows(query)[0][0])
 
     def try_lock(self) -> bool:
         return bool(self._rows(q.TRY_LOCK)[0][0])

@@ -142,6 +142,8 @@ def _check_schema(schema: str) -> None:
         raise ConfigError("URL parameter schema is empty")
     if "\x00" in schema:
         raise ConfigError("URL parameter schema contains a NUL character")
+    if "$db_init_guard$" in schema:  # the dollar-quote tag of job.statements.drop_if_empty
+        raise ConfigError("URL parameter schema contains the reserved text $db_init_guard$")
     if len(schema.encode()) > MAX_IDENTIFIER_BYTES:
         raise ConfigError(f"URL parameter schema is longer than {MAX_IDENTIFIER_BYTES} bytes")
 

@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     NEEDS_HUMAN = 5
     MIGRATION_FAILED = 6
     INTERRUPTED = 7
+    DRIFT = 8
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ OUTCOMES: tuple[Outcome, ...] = (
             False, "a migration statement failed; its transaction was rolled back"),
     Outcome(ExitCode.INTERRUPTED, "interrupted",
             True, "stopped by SIGTERM or SIGINT; the transaction was rolled back"),
+    Outcome(ExitCode.DRIFT, "schema_drift",
+            False, "the database differs from the contract in ways the job does not change on its own"),
 )
 
 OUTCOME_BY_CODE = {o.code: o for o in OUTCOMES}
@@ -84,6 +87,10 @@ class NeedsHuman(JobError):
 
 class MigrationFailed(JobError):
     code = ExitCode.MIGRATION_FAILED
+
+
+class SchemaDrift(JobError):
+    code = ExitCode.DRIFT
 
 
 class Interrupted(KeyboardInterrupt):

@@ -27,6 +27,7 @@ Conn = psycopg.Connection[Any]
 
 
 def _exec(conn: Conn, schema: str, text: str) -> None:
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     with conn.transaction():
         conn.execute(sql.SQL("SELECT set_config('search_path', {}, true)").format(
             sql.Literal(sql.Identifier(schema).as_string())))
@@ -66,12 +67,13 @@ def to_lowercase(conn: Conn, schema: str) -> None:
                         ' ALTER INDEX "Session_shop_idx" RENAME TO "session_shop_idx"')
 
 
-def add_sessions(conn: Conn, schema: str, table: str, count: int, prefix: str = "offline_shop") -> None:
+def add_sessions(conn: Conn, schema: str, table: str, count: int, prefix: str = "offline_shop",
+                 mark: str = "shpat_") -> None:
     conn.execute(sql.SQL(
         'INSERT INTO {} ("id", "shop", "state", "isOnline", "accessToken")'
         " SELECT %s || g || '.myshopify.com', 'shop' || g || '.myshopify.com', 'state' || g, false,"
-        " 'shpat_' || md5(g::text) FROM generate_series(1, %s) g").format(
-        sql.Identifier(schema, table)), (f"{prefix}", count))
+        " %s || md5(g::text) FROM generate_series(1, %s) g").format(
+        sql.Identifier(schema, table)), (prefix, mark, count))
 
 
 def add_tenant_rows(conn: Conn, schema: str, count: int) -> None:
@@ -112,10 +114,80 @@ def state_lowercase_failed(conn: Conn, schema: str, migrations_dir: Path) -> Non
 
 
 def state_both_populated(conn: Conn, schema: str, migrations_dir: Path) -> None:
-    """7. "session" and "Session" both hold rows, some ids in both."""
+    """7. "session" and "Session" both hold rows, some ids in both (with different tokens)."""
     state_lowercase(conn, schema, migrations_dir)
     apply_shipped(conn, schema, migrations_dir, BASELINE, record=False)  # recreates an empty "Session"
-    add_sessions(conn, schema, "Session", 5)
+    add_sessions(conn, schema, "Session", 5, mark="shpat_new_")
+    add_sessions(conn, schema, "Session", 3, prefix="online_shop", mark="shpat_new_")
+
+
+def state_both_lower_empty(conn: Conn, schema: str, migrations_dir: Path) -> None:
+    """6. "Session" holds the sessions; an empty "session" was created again beside it."""
+    state_fixed(conn, schema, migrations_dir)
+    _exec(conn, schema, 'CREATE TABLE "session" (LIKE "Session" INCLUDING ALL)')
+
+
+def state_both_upper_empty(conn: Conn, schema: str, migrations_dir: Path) -> None:
+    """6. "session" holds the sessions; the baseline re-created an empty "Session"."""
+    state_lowercase(conn, schema, migrations_dir)
+    apply_shipped(conn, schema, migrations_dir, BASELINE, record=False)
+
+
+# Hand-made tables of a `prisma db push` era: columns, indexes and keys missing, orphans present.
+_PARTIAL = """
+CREATE TABLE "Session" ("id" TEXT NOT NULL PRIMARY KEY, "shop" TEXT NOT NULL, "state" TEXT NOT NULL,
+    "isOnline" BOOLEAN NOT NULL DEFAULT false, "scope" TEXT, "expires" TIMESTAMP(3),
+    "accessToken" TEXT NOT NULL, "userId" BIGINT, "firstName" TEXT, "lastName" TEXT, "email" TEXT,
+    "accountOwner" BOOLEAN NOT NULL DEFAULT false, "locale" TEXT, "collaborator" BOOLEAN DEFAULT false);
+CREATE TABLE "Plan" ("id" TEXT NOT NULL, "name" TEXT NOT NULL, "priceMonthly" DOUBLE PRECISION NOT NULL,
+    "messageLimit" INTEGER NOT NULL, "productLimit" INTEGER NOT NULL, "features" JSONB,
+    "isActive" BOOLEAN NOT NULL DEFAULT true, "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT "Plan_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "Tenant" ("id" TEXT NOT NULL, "shop" TEXT NOT NULL, "planId" TEXT,
+    "billingStatus" TEXT NOT NULL DEFAULT 'inactive', "chargeId" TEXT, "settings" JSONB,
+    "installedAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP, "uninstalledAt" TIMESTAMP(3),
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP, "updatedAt" TIMESTAMP(3) NOT NULL,
+    CONSTRAINT "Tenant_pkey" PRIMARY KEY ("id"));
+CREATE TABLE "ProductProfile" ("id" TEXT NOT NULL, "tenantId" TEXT NOT NULL,
+    "shopifyProductId" TEXT NOT NULL, "title" TEXT NOT NULL, "handle" TEXT, "description" TEXT,
+    "productType" TEXT, "vendor" TEXT, "tags" TEXT[], "price" DOUBLE PRECISION, "enrichment" JSONB,
+    "createdAt" TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP, "updatedAt" TIMESTAMP(3) NOT NULL,
+    CONSTRAINT "ProductProfile_pkey" PRIMARY KEY ("id"));
+INSERT INTO "Plan" ("id", "name", "priceMonthly", "messageLimit", "productLimit")
+    VALUES ('basic', 'Basic', 9.5, 100, 50);
+INSERT INTO "Tenant" ("id", "shop", "planId", "updatedAt") VALUES
+    ('t1', 'a.myshopify.com', 'basic', now()), ('t2', 'b.myshopify.com', 'gone-plan', now()),
+    ('t3', 'c.myshopify.com', NULL, now());
+INSERT INTO "ProductProfile" ("id", "tenantId", "shopifyProductId", "title", "tags", "updatedAt") VALUES
+    ('p1', 't1', 'gid://1', 'Hat', '{red,wool}', now()),
+    ('p2', 'no-such-tenant', 'gid://2', 'Scarf', NULL, now());
+"""
+
+
+def state_partial(conn: Conn, schema: str, migrations_dir: Path) -> None:
+    """3. The SQLite-era failure, plus tables made by hand: columns, indexes, keys missing; orphans."""
+    state_sqlite_failed(conn, schema, migrations_dir)
+    _exec(conn, schema, _PARTIAL)
+    add_sessions(conn, schema, "Session", 6)
+
+
+def state_partial_both(conn: Conn, schema: str, migrations_dir: Path) -> None:
+    """3 + 7: a partial schema, and an old lowercase "session" (first-version columns) with rows."""
+    state_partial(conn, schema, migrations_dir)
+    _exec(conn, schema, 'CREATE TABLE "session" ("id" TEXT NOT NULL PRIMARY KEY, "shop" TEXT NOT NULL,'
+                        ' "state" TEXT NOT NULL, "isOnline" BOOLEAN NOT NULL DEFAULT false, "scope" TEXT,'
+                        ' "expires" TIMESTAMP(3), "accessToken" TEXT NOT NULL, "userId" BIGINT)')
+    add_sessions(conn, schema, "session", 9, mark="shpat_old_")
+
+
+def state_lowercase_v1(conn: Conn, schema: str, migrations_dir: Path) -> None:
+    """4, older still: only "session", with the first version's columns (no firstName..., no refreshToken)."""
+    _exec(conn, schema, 'CREATE TABLE "session" ("id" TEXT NOT NULL, "shop" TEXT NOT NULL,'
+                        ' "state" TEXT NOT NULL, "isOnline" BOOLEAN NOT NULL DEFAULT false, "scope" TEXT,'
+                        ' "expires" TIMESTAMP(3), "accessToken" TEXT NOT NULL, "userId" BIGINT,'
+                        ' CONSTRAINT "session_pkey" PRIMARY KEY ("id"));'
+                        ' CREATE INDEX "session_shop_idx" ON "session" ("shop")')
+    add_sessions(conn, schema, "session", 4)
 
 
 def state_fixed(conn: Conn, schema: str, migrations_dir: Path) -> None:
@@ -148,6 +220,11 @@ STATES: dict[str, Callable[[Conn, str, Path], None]] = {
     "lowercase": state_lowercase,
     "lowercase_failed": state_lowercase_failed,
     "both_populated": state_both_populated,
+    "both_lower_empty": state_both_lower_empty,
+    "both_upper_empty": state_both_upper_empty,
+    "partial": state_partial,
+    "partial_both": state_partial_both,
+    "lowercase_v1": state_lowercase_v1,
     "fixed": state_fixed,
     "ahead": state_ahead,
     "demo": state_demo,

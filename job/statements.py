@@ -6,7 +6,11 @@ parameters), never string formatting.  Nothing here executes anything.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from psycopg import sql
+
+from job.schemamodel import Column, ForeignKey, Index, Table
 
 # What the driver executes: a composed statement, or a migration file as it is.
 Statement = sql.SQL | sql.Composed
@@ -163,7 +167,7 @@ SELECT t.relname, k.conname, r.relname,
              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum ORDER BY u.ord),
        ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum ORDER BY u.ord),
-       k.confdeltype::text, k.confupdtype::text
+       k.confdeltype::text, k.confupdtype::text, k.convalidated
 FROM pg_constraint k
 JOIN pg_class t ON t.oid = k.conrelid
 JOIN pg_class r ON r.oid = k.confrelid
@@ -171,3 +175,117 @@ JOIN pg_namespace n ON n.oid = t.relnamespace
 WHERE n.nspname = %(schema)s AND k.contype = 'f'
 ORDER BY t.relname, k.conname
 """)
+
+
+# --- healing: DDL from the contract ----------------------------------------------------------
+# Types and defaults come from job.contract, which spells them as PostgreSQL renders them;
+# only this fixed set of types may be written into DDL.
+CONTRACT_TYPES = frozenset({"text", "integer", "bigint", "double precision", "boolean",
+                            "timestamp(3) without time zone", "jsonb", "text[]"})
+
+
+def _column_definition(column: Column) -> sql.Composed:
+    if column.type not in CONTRACT_TYPES:
+        raise ValueError(f"type {column.type!r} is not one the job writes")
+    parts: list[sql.Composable] = [sql.Identifier(column.name), sql.SQL(column.type)]
+    if column.default is not None:
+        parts += [sql.SQL("DEFAULT"), sql.SQL(column.default)]
+    if not column.nullable:
+        parts.append(sql.SQL("NOT NULL"))
+    return sql.SQL(" ").join(parts)
+
+
+def create_table(schema: str, table: Table) -> sql.Composed:
+    items = [_column_definition(c) for c in table.columns]
+    items += [sql.SQL("CONSTRAINT {} PRIMARY KEY ({})").format(
+        sql.Identifier(i.name), sql.SQL(", ").join(map(sql.Identifier, i.columns)))
+        for i in table.indexes if i.primary]
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+        sql.Identifier(schema, table.name), sql.SQL(", ").join(items))
+
+
+def add_column(schema: str, table: str, column: Column) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {}").format(
+        sql.Identifier(schema, table), _column_definition(column))
+
+
+def set_default(schema: str, table: str, column: Column) -> sql.Composed:
+    assert column.default is not None
+    return sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+        sql.Identifier(schema, table), sql.Identifier(column.name), sql.SQL(column.default))
+
+
+def add_primary_key(schema: str, table: str, index: Index) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} PRIMARY KEY ({})").format(
+        sql.Identifier(schema, table), sql.Identifier(index.name),
+        sql.SQL(", ").join(map(sql.Identifier, index.columns)))
+
+
+def create_index(schema: str, table: str, index: Index) -> sql.Composed:
+    return sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} ({})").format(
+        sql.SQL("UNIQUE " if index.unique else ""), sql.Identifier(index.name),
+        sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, index.columns)))
+
+
+_ACTIONS = frozenset({"CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"})
+
+
+def add_foreign_key(schema: str, table: str, fk: ForeignKey) -> sql.Composed:
+    """NOT VALID: existing rows are not checked (short lock); VALIDATE follows in its own step."""
+    if not {fk.on_delete, fk.on_update} <= _ACTIONS:
+        raise ValueError(f"unknown referential action in {fk.name}")
+    return sql.SQL(
+        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})"
+        " ON DELETE {} ON UPDATE {} NOT VALID").format(
+        sql.Identifier(schema, table), sql.Identifier(fk.name),
+        sql.SQL(", ").join(map(sql.Identifier, fk.columns)), sql.Identifier(schema, fk.ref_table),
+        sql.SQL(", ").join(map(sql.Identifier, fk.ref_columns)), sql.SQL(fk.on_delete),
+        sql.SQL(fk.on_update))
+
+
+def validate_constraint(schema: str, table: str, name: str) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} VALIDATE CONSTRAINT {}").format(
+        sql.Identifier(schema, table), sql.Identifier(name))
+
+
+def rename_constraint(schema: str, table: str, old: str, new: str) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
+        sql.Identifier(schema, table), sql.Identifier(old), sql.Identifier(new))
+
+
+def count_orphans(schema: str, table: str, fk: ForeignKey) -> sql.Composed:
+    """Rows whose key points nowhere: what keeps a foreign key from validating."""
+    pairs = list(zip(fk.columns, fk.ref_columns, strict=True))
+    not_null = sql.SQL(" AND ").join(sql.SQL("t.{} IS NOT NULL").format(sql.Identifier(c)) for c, _ in pairs)
+    match = sql.SQL(" AND ").join(sql.SQL("r.{} = t.{}").format(sql.Identifier(r), sql.Identifier(c))
+                                  for c, r in pairs)
+    return sql.SQL("SELECT count(*) FROM {} t WHERE {} AND NOT EXISTS (SELECT 1 FROM {} r WHERE {})").format(
+        sql.Identifier(schema, table), not_null, sql.Identifier(schema, fk.ref_table), match)
+
+
+# --- the two session tables ---------------------------------------------------------------------
+# A dollar-quote tag no identifier of ours contains (job.dburl refuses schemas that do).
+GUARD_TAG = "$db_init_guard$"
+
+
+def drop_if_empty(schema: str, table: str) -> sql.Composed:
+    """Drop a table only if it is still empty when locked: never a row lost to a race."""
+    return sql.SQL(
+        "DO " + GUARD_TAG + " BEGIN LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE;"
+        " IF EXISTS (SELECT 1 FROM {t}) THEN RAISE EXCEPTION 'table % gained rows; not dropped', {n}"
+        " USING ERRCODE = 'object_in_use'; END IF; DROP TABLE {t}; END " + GUARD_TAG
+    ).format(t=sql.Identifier(schema, table), n=sql.Literal(f"{schema}.{table}"))
+
+
+def copy_missing_rows(schema: str, source: str, target: str, columns: Sequence[str]) -> sql.Composed:
+    """Rows of source whose id target lacks; on the same id, target's row stays."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s WHERE NOT EXISTS"
+                   " (SELECT 1 FROM {} t WHERE t.{} = s.{})").format(
+        sql.Identifier(schema, target), cols, cols, sql.Identifier(schema, source),
+        sql.Identifier(schema, target), sql.Identifier("id"), sql.Identifier("id"))
+
+
+def count_shared_ids(schema: str, a: str, b: str) -> sql.Composed:
+    return sql.SQL("SELECT count(*) FROM {} x JOIN {} y ON x.{} = y.{}").format(
+        sql.Identifier(schema, a), sql.Identifier(schema, b), sql.Identifier("id"), sql.Identifier("id"))

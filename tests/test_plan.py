@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -11,13 +11,15 @@ import pytest
 from job.contract import load_contract
 from job.errors import NeedsHuman
 from job.migrations import RETIRED, load_migrations
-from job.plan import make_plan
+from job.plan import Plan, make_plan
+from job.schemamodel import Schema, Table
 from job.state import DatabaseState, LedgerRow
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = load_migrations(ROOT / "prisma" / "migrations")
-CONTRACT = frozenset(load_contract(ROOT / "prisma" / "schema.prisma"))
+CONTRACT = load_contract(ROOT / "prisma" / "schema.prisma")
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
+TODAY = date(2026, 11, 22)
 BASELINE, FIX = (m.name for m in MIGRATIONS)
 
 
@@ -27,14 +29,30 @@ def row(name: str, *, finished: bool = True, rolled_back: bool = False) -> Ledge
                      applied_steps_count=1 if finished else 0)
 
 
-EMPTY = DatabaseState(server_version=160002, in_recovery=False, read_only=False, schema="public",
-                      schema_exists=True, tables=frozenset(), relations=frozenset(), ledger=None)
-FIXED = replace(EMPTY, tables=CONTRACT | {"_prisma_migrations"},
-                ledger=(row(BASELINE), row(FIX)))
+def state_with(live: Schema, **kw: object) -> DatabaseState:
+    names = frozenset(live)
+    relations = names | {i.name for t in live.values() for i in t.indexes}
+    base = DatabaseState(server_version=160002, in_recovery=False, read_only=False, schema="public",
+                         schema_exists=True, tables=names, relations=relations, ledger=None, live=live)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def lowercase(table: Table) -> Table:
+    """"Session" as the lowercase era left it."""
+    return replace(table, name="session", indexes=tuple(
+        replace(i, name=i.name.replace("Session_", "session_")) for i in table.indexes))
+
+
+EMPTY = state_with({})
+FIXED = state_with(dict(CONTRACT), ledger=(row(BASELINE), row(FIX)))
+
+
+def plan_of(state: DatabaseState) -> Plan:
+    return make_plan(state, MIGRATIONS, CONTRACT, today=TODAY)
 
 
 def actions(state: DatabaseState) -> list[str]:
-    return [s.action for s in make_plan(state, MIGRATIONS, CONTRACT).steps]
+    return [s.action for s in plan_of(state).steps]
 
 
 def test_empty_database_gets_ledger_and_both_migrations() -> None:
@@ -47,15 +65,13 @@ def test_missing_schema_is_created_first() -> None:
 
 
 def test_fixed_database_needs_nothing() -> None:
-    plan = make_plan(FIXED, MIGRATIONS, CONTRACT)
-    assert plan.empty
-    assert plan.notes == ()
+    plan = plan_of(FIXED)
+    assert plan.empty and plan.notes == () and plan.unresolved == () and plan.validations == ()
 
 
 def test_sqlite_era_failed_row_is_closed_then_everything_applied() -> None:
-    state = replace(EMPTY, tables=frozenset({"_prisma_migrations"}),
-                    ledger=(row("20251008130439_update_for_new_pricing", finished=False),))
-    plan = make_plan(state, MIGRATIONS, CONTRACT)
+    state = replace(EMPTY, ledger=(row("20251008130439_update_for_new_pricing", finished=False),))
+    plan = plan_of(state)
     assert [s.action for s in plan.steps][:1] == ["close_failed_row"]
     assert plan.ledger_rows_repaired == 1
     assert plan.migrations_applied == (BASELINE, FIX)
@@ -63,11 +79,10 @@ def test_sqlite_era_failed_row_is_closed_then_everything_applied() -> None:
 
 
 def test_lowercase_session_is_renamed_before_anything_else() -> None:
-    tables = (CONTRACT - {"Session"}) | {"session", "_prisma_migrations"}
-    state = replace(EMPTY, tables=tables, relations=tables | {"session_pkey", "session_shop_idx"},
-                    ledger=(row(BASELINE), row("20251204205052_map_session_table_to_lowercase")),
-                    row_counts=(("session", 25),))
-    plan = make_plan(state, MIGRATIONS, CONTRACT)
+    live = {k: v for k, v in CONTRACT.items() if k != "Session"} | {"session": lowercase(CONTRACT["Session"])}
+    state = state_with(live, ledger=(row(BASELINE), row("20251204205052_map_session_table_to_lowercase")),
+                       row_counts=(("session", 25),))
+    plan = plan_of(state)
     assert [s.action for s in plan.steps] == ["rename_session_table", "apply_migration", "record_migration"]
     text = plan.steps[0].sql_text()
     assert 'ALTER TABLE "public"."session" RENAME TO "Session"' in text
@@ -75,19 +90,93 @@ def test_lowercase_session_is_renamed_before_anything_else() -> None:
     assert 'ALTER INDEX "public"."session_shop_idx" RENAME TO "Session_shop_idx"' in text
 
 
-def test_both_session_tables_populated_is_refused_not_guessed() -> None:
-    state = replace(FIXED, tables=FIXED.tables | {"session"}, row_counts=(("session", 3), ("Session", 2)))
-    with pytest.raises(NeedsHuman) as err:
-        make_plan(state, MIGRATIONS, CONTRACT)
-    assert "3 rows" in err.value.reason and "refusing to guess" in err.value.reason
+def with_both(lower_rows: int, upper_rows: int, shared: int = 0) -> DatabaseState:
+    live = dict(CONTRACT) | {"session": lowercase(CONTRACT["Session"])}
+    return state_with(live, ledger=(row(BASELINE), row(FIX)), shared_session_ids=shared,
+                      row_counts=(("session", lower_rows), ("Session", upper_rows)))
+
+
+def test_both_tables_with_empty_lowercase_drops_only_the_empty_one() -> None:
+    plan = plan_of(with_both(0, 5))
+    assert [s.action for s in plan.steps] == ["drop_empty_session"]
+    text = plan.steps[0].sql_text()
+    assert 'DROP TABLE "public"."session"' in text and 'IF EXISTS (SELECT 1 FROM "public"."session")' in text
+
+
+def test_both_tables_with_empty_uppercase_keeps_the_populated_one_as_session() -> None:
+    plan = plan_of(with_both(8, 0))
+    assert [s.action for s in plan.steps] == ["drop_empty_session", "rename_session_table"]
+    assert 'DROP TABLE "public"."Session"' in plan.steps[0].sql_text()
+    # "Session_pkey" is free once the empty "Session" is gone
+    assert 'RENAME TO "Session_pkey"' in plan.steps[1].sql_text()
+
+
+def test_both_populated_are_merged_and_the_old_table_kept_under_a_dated_name() -> None:
+    plan = plan_of(with_both(10, 4, shared=3))
+    assert [s.action for s in plan.steps] == ["merge_session_tables"]
+    step = plan.steps[0]
+    assert step.details["rows_copied"] == 7 and step.details["shared_ids"] == 3
+    text = step.sql_text()
+    assert 'INSERT INTO "public"."Session"' in text and "WHERE NOT EXISTS" in text
+    assert 'RENAME TO "session_merged_20261122"' in text
+    assert "DROP" not in text
+
+
+def test_merge_name_never_collides_with_an_earlier_copy() -> None:
+    state = with_both(2, 2)
+    state = replace(state, relations=state.relations | {"session_merged_20261122"})
+    assert 'RENAME TO "session_merged_20261122_2"' in plan_of(state).steps[0].sql_text()
+
+
+def test_partial_schema_is_healed_before_the_baseline() -> None:
+    session = CONTRACT["Session"]
+    cut = replace(session, columns=tuple(c for c in session.columns
+                                         if c.name not in ("refreshToken", "refreshTokenExpires")),
+                  indexes=tuple(i for i in session.indexes if i.primary))
+    tenant = replace(CONTRACT["Tenant"], foreign_keys=())
+    state = state_with({"Session": cut, "Tenant": tenant, "Plan": CONTRACT["Plan"]},
+                       ledger=(row("20251008130439_update_for_new_pricing", finished=False),))
+    plan = plan_of(state)
+    acts = [s.action for s in plan.steps]
+    assert acts.count("add_column") == 2
+    assert "create_index" in acts and acts.count("create_table") == 15
+    assert acts.index("add_foreign_key") < acts.index("apply_migration")
+    assert any("NOT VALID" in s.sql_text() for s in plan.steps if s.action == "add_foreign_key")
+    assert {s.details["constraint"] for s in plan.validations} >= {"Tenant_planId_fkey"}
+
+
+def test_index_under_another_name_is_renamed_not_duplicated() -> None:
+    session = CONTRACT["Session"]
+    odd = replace(session, indexes=tuple(replace(i, name="shop_lookup") if not i.primary else i
+                                         for i in session.indexes))
+    plan = plan_of(replace(FIXED, live=dict(CONTRACT) | {"Session": odd}))
+    assert [s.action for s in plan.steps] == ["rename_index"]
+
+
+def test_wrong_type_and_nullability_are_reported_not_rewritten() -> None:
+    session = CONTRACT["Session"]
+    cols = tuple(replace(c, type="text") if c.name == "expires" else
+                 replace(c, nullable=True) if c.name == "shop" else c for c in session.columns)
+    plan = plan_of(replace(FIXED, live=dict(CONTRACT) | {"Session": replace(session, columns=cols)}))
+    assert plan.empty
+    assert len(plan.unresolved) == 2
+    assert any('"expires" is text' in u for u in plan.unresolved)
 
 
 def test_rows_ahead_of_the_job_are_left_alone() -> None:
     state = replace(FIXED, ledger=(*(FIXED.ledger or ()), row("20260301000000_add_wishlist"),
                                    row("20260302000000_broken", finished=False)))
-    plan = make_plan(state, MIGRATIONS, CONTRACT)
+    plan = plan_of(state)
     assert plan.empty
-    assert len(plan.notes) == 1 and "20260302000000_broken" in plan.notes[0]
+    assert any("20260302000000_broken" in n for n in plan.notes)
+
+
+def test_ahead_database_is_not_healed_to_an_older_contract() -> None:
+    state = replace(FIXED, ledger=(*(FIXED.ledger or ()), row("20260301000000_drop_alerts")),
+                    live={k: v for k, v in CONTRACT.items() if k != "Alert"})
+    plan = plan_of(state)
+    assert plan.empty and plan.unresolved == ()
+    assert any("newer than the job's" in n for n in plan.notes)
 
 
 def test_rolled_back_rows_count_as_pending_like_prisma() -> None:
@@ -95,11 +184,16 @@ def test_rolled_back_rows_count_as_pending_like_prisma() -> None:
     assert actions(state) == ["apply_migration", "record_migration"]
 
 
-def test_recorded_baseline_with_missing_tables_is_reapplied() -> None:
-    state = replace(FIXED, tables=FIXED.tables - {"Lead", "Plan"})
-    plan = make_plan(state, MIGRATIONS, CONTRACT)
+def test_recorded_baseline_without_any_table_is_run_again() -> None:
+    plan = plan_of(replace(EMPTY, ledger=(row(BASELINE), row(FIX))))
     assert [s.action for s in plan.steps] == ["reapply_baseline"]
-    assert "Lead" in plan.steps[0].summary and not plan.steps[0].ledger_change
+    assert not plan.steps[0].ledger_change
+
+
+def test_unvalidated_foreign_keys_are_retried_without_forcing_a_run() -> None:
+    plan = plan_of(replace(FIXED, unvalidated_fks=frozenset({"Tenant_planId_fkey"})))
+    assert plan.empty
+    assert [s.details["constraint"] for s in plan.validations] == ["Tenant_planId_fkey"]
 
 
 @pytest.mark.parametrize("change, words", [
@@ -109,7 +203,7 @@ def test_recorded_baseline_with_missing_tables_is_reapplied() -> None:
 ])
 def test_unsafe_servers_are_refused(change: dict[str, object], words: str) -> None:
     with pytest.raises(NeedsHuman) as err:
-        make_plan(replace(EMPTY, **change), MIGRATIONS, CONTRACT)  # type: ignore[arg-type]
+        plan_of(replace(EMPTY, **change))  # type: ignore[arg-type]
     assert words in err.value.reason
 
 
@@ -119,8 +213,7 @@ def test_every_retired_name_is_a_known_history_entry() -> None:
 
 
 def test_ledger_rows_are_recorded_like_prisma_deploy() -> None:
-    plan = make_plan(EMPTY, MIGRATIONS, CONTRACT)
-    record = next(s for s in plan.steps if s.action == "record_migration")
+    record = next(s for s in plan_of(EMPTY).steps if s.action == "record_migration")
     text = record.sql_text()
     assert MIGRATIONS[0].checksum in text and "applied_steps_count" in text
     assert "clock_timestamp()" in text and ", 1)" in text
