@@ -107,10 +107,15 @@ def _finish(log: Any, code: ExitCode, started: float, *, result: RunResult | Non
 
 
 def _write_termination_message(reason: str) -> None:
-    """Kubernetes shows this file in `kubectl describe pod`; elsewhere it does not exist."""
+    """Kubernetes shows this file in `kubectl describe pod`; elsewhere it does not exist.
+
+    One line, cut on a character boundary to fit the 4096 bytes the kubelet keeps. The kubelet
+    mounts the file writable even on a read-only root file system.
+    """
     if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+        line = " ".join(reason.split()).encode()[:4095].decode("utf-8", "ignore") + "\n"
         with contextlib.suppress(OSError):
-            TERMINATION_LOG.write_text(reason[:4000] + "\n", encoding="utf-8")
+            TERMINATION_LOG.write_text(line, encoding="utf-8")
 
 
 def _print_plan(result: RunResult, *, as_json: bool) -> None:
@@ -141,12 +146,15 @@ def _print_plan(result: RunResult, *, as_json: bool) -> None:
 
 def _print_differences(result: RunResult, *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({"differences": list(result.differences)}, indent=2))
+        print(json.dumps({"differences": list(result.differences), "notes": list(result.plan.notes)},
+                         indent=2))
         return
     if not result.differences:
         print("The database matches the contract and the migrations folder.")
     for line in result.differences:
         print(line)
+    for note in result.plan.notes:
+        print(f"note: {note}")
 
 
 def _install_signal_handlers() -> dict[int, Any]:

@@ -88,12 +88,12 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], contract: S
         steps.append(sessions.merge)
 
     pending = [m for m in migrations if not state.applied(m.name)]
+    if not present and not ahead:
+        steps += _reapply_baseline(migrations, contract, pending)
     for m in pending:
         steps.append(Step("apply_migration", f"apply {m.name}", (q.script(m.sql),), m.name))
         steps.append(Step("record_migration", f"record {m.name} in _prisma_migrations",
                           (q.record_migration(schema, new_id(), m.name, m.checksum),), m.name, True))
-    if not present and not pending and not ahead:
-        steps += _reapply_baseline(migrations, contract)
     return Plan(tuple(steps), validations, tuple(notes), unresolved)
 
 
@@ -133,10 +133,11 @@ def _ahead(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
                    if r.applied and r.migration_name not in known and r.migration_name > newest})
 
 
-def _reapply_baseline(migrations: Sequence[Migration], contract: Schema) -> list[Step]:
+def _reapply_baseline(migrations: Sequence[Migration], contract: Schema,
+                      pending: Sequence[Migration]) -> list[Step]:
     """Recorded, yet none of its tables is there (dropped by hand): run the idempotent baseline again."""
     baseline = next((m for m in migrations if m.name.endswith(BASELINE_SUFFIX)), None)
-    if baseline is None or not contract:
+    if baseline is None or baseline in pending or not contract:
         return []
     return [Step("reapply_baseline", f"re-run {baseline.name}: it is recorded, but none of the contract's"
                  f" {len(contract)} tables exists", (q.script(baseline.sql),), baseline.name)]

@@ -21,7 +21,7 @@ from job.migrations import Migration, load_migrations
 from job.plan import Plan, Step, make_plan
 from job.schemamodel import Schema
 from job.statements import count_orphans
-from job.verify import differences
+from job.verify import differences, notes
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
         if mode == "verify":
             state = db.inspect(config.target.schema)
             found = differences(state, contract, migrations, allow_extra=allow_extra)
-            return RunResult(Plan((), (), (), ()), applied=False, differences=tuple(found))
+            return RunResult(Plan((), (), tuple(notes(state, migrations)), ()), applied=False,
+                             differences=tuple(found))
         plan = _plan(db, config, migrations, contract, log)
         if dry_run or plan.empty:
             _refuse_drift(plan, log)
@@ -141,7 +142,8 @@ def _validate(db: Database, config: Config, plan: Plan, contract: Schema, log: A
             fk = next(f for f in contract[table].foreign_keys if f.name == name)
             count = db.count(count_orphans(config.target.schema, table, fk))
             orphans += count
-            log.warning("fk.not_validated", table=table, constraint=name, orphan_rows=count,
+            log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
+                        orphan_rows=count,
                         sqlstate=fault.sqlstate, reason=fault.message,
                         note="new writes are checked; existing rows that point at nothing are kept")
     return orphans

@@ -214,6 +214,18 @@ def state_demo(conn: Conn, schema: str, migrations_dir: Path) -> None:
     to_lowercase(conn, schema)
 
 
+def state_no_ledger(conn: Conn, schema: str, migrations_dir: Path) -> None:
+    """Prisma's P3005: the tables exist (db push, or a restore), but no _prisma_migrations."""
+    apply_shipped(conn, schema, migrations_dir, BASELINE, record=False)
+    add_sessions(conn, schema, "Session", 4)
+    add_tenant_rows(conn, schema, 2)
+
+
+def state_baseline_failed(conn: Conn, schema: str, migrations_dir: Path) -> None:
+    """A shipped migration's own row failed (its transaction rolled back, so no table was left)."""
+    ledger_row(conn, schema, BASELINE, finished=False, logs="ERROR: canceling statement due to lock timeout")
+
+
 STATES: dict[str, Callable[[Conn, str, Path], None]] = {
     "empty": state_empty,
     "sqlite_failed": state_sqlite_failed,
@@ -225,6 +237,8 @@ STATES: dict[str, Callable[[Conn, str, Path], None]] = {
     "partial": state_partial,
     "partial_both": state_partial_both,
     "lowercase_v1": state_lowercase_v1,
+    "no_ledger": state_no_ledger,
+    "baseline_failed": state_baseline_failed,
     "fixed": state_fixed,
     "ahead": state_ahead,
     "demo": state_demo,

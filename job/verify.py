@@ -23,9 +23,19 @@ def differences(state: DatabaseState, contract: Schema, migrations: Sequence[Mig
     lines = diff_schemas(contract, state.live, allowed_extra_tables=extras)
     if allow_extra:
         lines = [ln for ln in lines if "unexpected " not in ln]
-    lines += [f'foreign key "{name}" is NOT VALID (rows point at nothing)'
-              for name in sorted(state.unvalidated_fks)]
     return lines + ledger_differences(state, migrations)
+
+
+def notes(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
+    """Worth knowing, not a difference: neither the contract nor Prisma's deploy/status weigh these."""
+    found = [f'foreign key "{name}" is NOT VALID: existing rows point at nothing (new writes are checked)'
+             for name in sorted(state.unvalidated_fks)]
+    for m in migrations:
+        for r in state.ledger or ():
+            if r.migration_name == m.name and r.applied and r.checksum != m.checksum:
+                found.append(f"migration {m.name} was recorded with checksum {r.checksum[:12]}..., the"
+                             f" file's is {m.checksum[:12]}... (the file changed after it was applied)")
+    return found
 
 
 def ledger_differences(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
@@ -39,7 +49,4 @@ def ledger_differences(state: DatabaseState, migrations: Sequence[Migration]) ->
             lines.append(f"migration {m.name} is not recorded as applied")
         elif len(rows) > 1:
             lines.append(f"migration {m.name} is recorded as applied {len(rows)} times")
-        elif rows[0].checksum != m.checksum:
-            lines.append(f"migration {m.name} was recorded with checksum {rows[0].checksum[:12]}...,"
-                         f" the file's is {m.checksum[:12]}... (edited after it was applied)")
     return lines

@@ -102,6 +102,27 @@ def test_state_ends_in_the_contract_and_a_second_run_changes_nothing(db: Db, sta
     with db.connect() as conn:
         assert rows_by_table(conn, schema) == after
 
+    verify = run_job(schema_url(db, schema), "verify", *(["--allow-extra"] if state in EXTRA else []))
+    assert verify.code == 0, verify.stdout
+    assert "matches the contract" in verify.stdout
+
+
+@pytest.mark.parametrize("state", sorted(STATES))
+def test_plan_shows_what_run_does_and_changes_nothing(db: Db, state: str) -> None:
+    with db.connect() as conn:
+        STATES[state](conn, "public", MIGRATIONS_DIR)
+        before, catalog = rows_by_table(conn, "public"), all_schemas_fingerprint(conn)
+    shown = run_job(db.url, "plan", "--json")
+    assert shown.code == 0, shown.stderr
+    planned = json.loads(shown.stdout)
+    with db.connect() as conn:
+        assert rows_by_table(conn, "public") == before and all_schemas_fingerprint(conn) == catalog
+    run = run_job(db.url)
+    assert run.code == 0, run.stderr
+    kinds = ("step.applied", "ledger.failed_row_closed", "fk.not_validated")
+    done = [e["action"] for e in run.events if e["event"] in kinds]
+    assert done == [s["action"] for s in planned["steps"]] + [s["action"] for s in planned["after_commit"]]
+
 
 def test_first_run_reports_what_it_did(db: Db) -> None:
     with db.connect() as conn:
