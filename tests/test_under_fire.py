@@ -1,0 +1,148 @@
+"""Racing replicas, killed jobs, signals mid-flight and a database that comes up late.
+
+Real processes, real signals, a real server stopped and started. Waits are
+bounded polls on real conditions.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+from jobtools import MIGRATIONS_DIR, JobRun, finish, ledger, rows_by_table, run_job, start_job
+from pgcluster import Db, PgCluster
+from test_exit_codes import assert_clean_failure, job_sessions, wait_for_job_session
+from test_run import check_contract, check_ledger
+
+from job.scenarios import STATES
+from job.statements import PRISMA_LOCK_KEY
+
+
+def lock_holders(db: Db) -> int:
+    with db.connect() as admin:
+        row = admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
+                            (PRISMA_LOCK_KEY,)).fetchone()
+        return int(row[0]) if row else 0
+
+
+def poll(condition: Any, timeout: float, what: str) -> float:
+    """Seconds until condition() is true; fails after timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.02)
+    raise AssertionError(f"{what} did not happen within {timeout}s")
+
+
+@pytest.mark.slow
+def test_fifty_replicas_at_once_apply_everything_exactly_once(db: Db) -> None:
+    with db.connect() as conn:
+        STATES["demo"](conn, "public", MIGRATIONS_DIR)
+        before = rows_by_table(conn, "public")
+    started = time.monotonic()
+    procs = [start_job(db.url, DB_INIT_LOCK_TIMEOUT="120s") for _ in range(50)]
+    runs = [finish(p, started, timeout=300) for p in procs]
+    assert [r.code for r in runs] == [0] * 50, [r.stderr for r in runs if r.code][:1]
+    appliers = [r for r in runs if r.summary["changed"]]
+    assert len(appliers) == 1, "exactly one replica applies; the others find nothing left"
+    with db.connect() as conn:
+        check_contract(conn, "public")
+        check_ledger(conn, "public")
+        sessions = conn.execute('SELECT count(*) FROM "Session"').fetchone()
+        assert sessions == (len(before["session"]),)
+    assert lock_holders(db) == 0 and job_sessions(db) == 0
+
+
+def test_killed_while_holding_the_lock_the_server_frees_it_and_the_next_run_converges(db: Db) -> None:
+    with db.connect() as conn:
+        STATES["lowercase"](conn, "public", MIGRATIONS_DIR)
+    # An app transaction keeps "session" busy, so the job sits holding the lock, mid-transaction.
+    with psycopg.connect(db.url) as app:
+        app.execute('SELECT count(*) FROM "session"')
+        proc = start_job(db.url, DB_INIT_DDL_LOCK_TIMEOUT="30s", DB_INIT_LOCK_TIMEOUT="60s")
+        poll(lambda: lock_holders(db) == 1, 15, "the job taking the lock")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        released = poll(lambda: lock_holders(db) == 0, 30, "the server releasing a killed job's lock")
+        assert released < 10
+        app.rollback()
+    with db.connect() as conn:
+        assert "session" in rows_by_table(conn, "public"), "the killed transaction must have rolled back"
+    run = run_job(db.url)
+    assert run.code == 0, run.stderr
+    with db.connect() as conn:
+        check_contract(conn, "public")
+        check_ledger(conn, "public")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_during_apply_rolls_back_and_exits_7_within_5s(db: Db, sig: signal.Signals) -> None:
+    with db.connect() as conn:
+        STATES["lowercase"](conn, "public", MIGRATIONS_DIR)
+        before = rows_by_table(conn, "public")
+    with psycopg.connect(db.url) as app:
+        app.execute('SELECT count(*) FROM "session"')
+        started = time.monotonic()
+        proc = start_job(db.url, DB_INIT_DDL_LOCK_TIMEOUT="30s")
+        pid = wait_for_job_session(db)
+        with db.connect() as admin:  # the job's DDL is waiting for the app's lock
+            poll(lambda: admin.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s",
+                                       (pid,)).fetchone() == ("Lock",), 15, "the job waiting on a table")
+        sent = time.monotonic()
+        proc.send_signal(sig)
+        run = finish(proc, started)
+        assert time.monotonic() - sent < 5
+        app.rollback()
+    assert_clean_failure(run, 7, f"interrupted by {sig.name}")
+    assert lock_holders(db) == 0 and job_sessions(db) == 0
+    with db.connect() as conn:
+        assert rows_by_table(conn, "public") == before
+
+
+def test_sigterm_while_waiting_for_the_database_exits_7_at_once(pg: PgCluster) -> None:
+    url = "postgresql://postgres:pw-Secr3t!@127.0.0.1:9/postgres"  # nothing listens on port 9
+    started = time.monotonic()
+    proc = start_job(url, DB_INIT_CONNECT_TIMEOUT="60s")
+    time.sleep(1)  # let it fail and back off at least once
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    run = finish(proc, started)
+    assert time.monotonic() - sent < 5
+    assert_clean_failure(run, 7, "SIGTERM")
+
+
+def _late_server(delay: float, budget: str) -> JobRun:
+    """A server of its own, stopped; the job starts first and the server `delay` seconds later."""
+    from pgcluster import find_postgres_bindirs
+
+    bindirs = find_postgres_bindirs()
+    with PgCluster(bindirs[max(bindirs)]) as cluster:
+        url = cluster.url()
+        cluster.stop()
+        started = time.monotonic()
+        proc = start_job(url, DB_INIT_CONNECT_TIMEOUT=budget)
+        timer = threading.Timer(delay, cluster.start)
+        timer.start()
+        try:
+            run = finish(proc, started)
+        finally:
+            timer.cancel()
+            timer.join()
+        if run.code == 0:
+            with cluster.admin() as conn:
+                assert ledger(conn, "public")
+        return run
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [5, 20])
+def test_database_coming_up_late_is_waited_for(delay: float) -> None:
+    run = _late_server(delay, "60s")
+    assert run.code == 0, run.stderr
+    assert run.seconds >= delay
+    assert any(e["event"] == "db.connect.retry" for e in run.events)
