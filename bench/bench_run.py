@@ -10,13 +10,17 @@ imports, ``job`` is the job's own duration_ms from its final log line.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
+import time
 from pathlib import Path
+
+import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from jobtools import MIGRATIONS_DIR, JobRun, run_job
+from jobtools import MIGRATIONS_DIR, JobRun, finish, run_job, start_job
 from pgcluster import PgCluster, find_postgres_bindirs
 
 from job.scenarios import STATES
@@ -48,6 +52,50 @@ def main() -> None:
         line("production break (failed row + lowercase)", [run_job(fresh(cluster, "demo")) for _ in range(n)])
         url = fresh(cluster, "fixed")
         line("no-op (already up to date)", [run_job(url) for _ in range(n)])
+        replicas(cluster, 50)
+        killed_lock_release(cluster)
+
+
+def replicas(cluster: PgCluster, count: int) -> None:
+    url = fresh(cluster, "demo")
+    started = time.monotonic()
+    runs = [finish(p, started, 300) for p in [start_job(url, DB_INIT_LOCK_TIMEOUT="120s")
+                                               for _ in range(count)]]
+    total = time.monotonic() - started
+    assert all(r.code == 0 for r in runs)
+    waited = max(float(r.event("lock.acquired")["waited_s"]) for r in runs if r.has("lock.acquired"))
+    print(f"{count} replicas started at once: all exit 0 in {total:.1f} s wall;"
+          f" {sum(r.summary['changed'] for r in runs)} applied, longest lock wait {waited:.2f} s")
+
+
+def killed_lock_release(cluster: PgCluster) -> None:
+    """SIGKILL the job while it holds the lock and waits on a busy table; time until the server frees it."""
+    url = fresh(cluster, "lowercase")
+    key = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 72707369"
+    with psycopg.connect(url) as app, psycopg.connect(url, autocommit=True) as admin:
+        app.execute('SELECT count(*) FROM "session"')
+        proc = start_job(url, DB_INIT_DDL_LOCK_TIMEOUT="30s")
+        while admin.execute(key).fetchone() != (1,):
+            time.sleep(0.01)
+        killed = time.monotonic()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        while admin.execute(key).fetchone() != (0,):
+            time.sleep(0.005)
+        freed_ms = 1000 * (time.monotonic() - killed)
+        print(f"lock of a SIGKILLed job released by the server after {freed_ms:.0f} ms")
+        app.rollback()
+    with psycopg.connect(url, autocommit=True) as holder:  # the job waits for the lock, then is stopped
+        holder.execute("SELECT pg_advisory_lock(72707369)")
+        proc = start_job(url)
+        while holder.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'db-init-job'"
+                             ).fetchone() != (1,):
+            time.sleep(0.01)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait()
+        print(f"SIGTERM while waiting for the lock to exit (code {proc.returncode}):"
+              f" {1000 * (time.monotonic() - sent):.0f} ms")
 
 
 if __name__ == "__main__":

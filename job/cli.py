@@ -11,10 +11,9 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-from job import __version__, logs
+from job import __version__, logs, signals
 from job.config import SETTINGS, load_config, load_logging
 from job.errors import OUTCOME_BY_CODE, ExitCode, Interrupted, JobError
 from job.redact import redact
@@ -53,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fmt, level = load_logging(flags, os.environ)
     logs.configure(fmt, level)
     log = logs.get_logger()
-    previous = _install_signal_handlers()
+    previous = signals.install()
     started = time.monotonic()
     mode = args.command or "run"
     try:
@@ -157,22 +156,9 @@ def _print_differences(result: RunResult, *, as_json: bool) -> None:
         print(f"note: {note}")
 
 
-def _install_signal_handlers() -> dict[int, Any]:
-    """SIGTERM (Kubernetes, Cloud Run) and SIGINT: cancel, roll back, exit with the retryable code.
-
-    The handler raises once; a second signal during the clean-up is ignored so
-    the rollback and the lock release can finish.
-    """
-    state = {"raised": False}
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        if state["raised"]:
-            return
-        state["raised"] = True
-        raise Interrupted(signal.Signals(signum).name)
-
-    return {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
-
-
 def entrypoint() -> None:
-    sys.exit(main())
+    try:
+        code = main()
+    except Interrupted:  # before main's own handling began (argument parsing)
+        code = ExitCode.INTERRUPTED
+    sys.exit(code)

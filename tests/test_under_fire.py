@@ -9,6 +9,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,6 +28,16 @@ def lock_holders(db: Db) -> int:
         row = admin.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
                             (PRISMA_LOCK_KEY,)).fetchone()
         return int(row[0]) if row else 0
+
+
+def sigterm_caught(pid: int) -> bool:
+    """From /proc: does the process have a handler for SIGTERM (bit 15 of SigCgt)?"""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    mask = next(int(ln.split()[1], 16) for ln in status.splitlines() if ln.startswith("SigCgt:"))
+    return bool(mask & (1 << (signal.SIGTERM - 1)))
 
 
 def poll(condition: Any, timeout: float, what: str) -> float:
@@ -146,3 +157,14 @@ def test_database_coming_up_late_is_waited_for(delay: float) -> None:
     assert run.code == 0, run.stderr
     assert run.seconds >= delay
     assert any(e["event"] == "db.connect.retry" for e in run.events)
+
+
+def test_sigterm_during_start_up_still_exits_7(pg: PgCluster) -> None:
+    started = time.monotonic()
+    proc = start_job(pg.url(), DB_INIT_CONNECT_TIMEOUT="60s")
+    # The moment the job catches SIGTERM (its handler is in), while it is still importing psycopg.
+    poll(lambda: sigterm_caught(proc.pid), 10, "the SIGTERM handler being installed")
+    proc.send_signal(signal.SIGTERM)
+    run = finish(proc, started)
+    assert run.code == 7, (run.code, run.stderr)
+    assert "Traceback" not in run.stderr
