@@ -7,7 +7,8 @@ it returns is plain data from ``job.state`` and ``job.schemamodel``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -190,17 +191,32 @@ class Database:
     def unlock(self) -> None:
         self._rows(q.UNLOCK)
 
-    def apply(self, statements: Sequence[q.Statement], *, schema: str,
-              lock_timeout_ms: int, statement_timeout_ms: int) -> None:
-        """Run statements in one transaction: all of them commit, or none does."""
-        index: int | None = None  # which statement failed, for the error
+    @contextmanager
+    def transaction(self, *, schema: str, lock_timeout_ms: int, statement_timeout_ms: int
+                    ) -> Iterator[None]:
+        """One transaction with bounded waits: it commits when the block ends, else rolls back."""
         try:
             with self._conn.transaction():
                 self._conn.execute(q.transaction_settings(schema, lock_timeout_ms, statement_timeout_ms))
-                for index in range(len(statements)):
-                    self._conn.execute(statements[index])
-        except psycopg.Error as exc:
-            raise _statement_fault(exc, index) from None
+                yield
+        except psycopg.Error as exc:  # BEGIN, the settings, COMMIT or the rollback itself
+            raise _statement_fault(exc, None) from None
+
+    def execute(self, statements: Sequence[q.Statement]) -> None:
+        """Statements in order, inside the current transaction; a fault names the one that failed."""
+        for index, statement in enumerate(statements):
+            try:
+                self._conn.execute(statement)
+            except psycopg.Error as exc:
+                raise _statement_fault(exc, index) from None
+
+    def try_xact_lock(self) -> bool:
+        """The same key, held until the transaction ends: what a transaction pooler allows."""
+        return bool(self._rows(q.TRY_XACT_LOCK)[0][0])
+
+    def behind_pooler(self) -> bool:
+        """PgBouncer answers with its own backend key, so the pid the server reports differs."""
+        return bool(self._rows(q.BACKEND_PID)[0][0] != self._conn.info.backend_pid)
 
     def close(self) -> None:
         self._conn.close()

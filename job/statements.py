@@ -66,6 +66,8 @@ def session_settings(version: int) -> sql.Composed:
 
 
 TRY_LOCK = sql.SQL("SELECT pg_try_advisory_lock({})").format(sql.Literal(PRISMA_LOCK_KEY))
+TRY_XACT_LOCK = sql.SQL("SELECT pg_try_advisory_xact_lock({})").format(sql.Literal(PRISMA_LOCK_KEY))
+BACKEND_PID = sql.SQL("SELECT pg_backend_pid()")
 UNLOCK = sql.SQL("SELECT pg_advisory_unlock({})").format(sql.Literal(PRISMA_LOCK_KEY))
 
 # Who holds the lock: advisory locks on a bigint key show as classid 0 / objid key / objsubid 1.

@@ -99,8 +99,12 @@ def test_direct_url_wins_over_database_url(db: Db) -> None:
     assert run.event("run.started")["url_source"] == "DIRECT_URL"
 
 
-def test_transaction_pooler_url_is_refused_with_a_pointer_to_direct_url(db: Db) -> None:
-    assert_clean_failure(run_job(db.url + "?pgbouncer=true"), 2, "DIRECT_URL")
+def test_pgbouncer_flag_switches_to_the_transaction_scoped_lock(db: Db) -> None:
+    run = run_job(db.url + "?pgbouncer=true")
+    assert run.code == 0, run.stderr
+    assert run.event("db.pooler")["lock_scope"] == "transaction"
+    assert run.event("lock.acquired")["scope"] == "transaction"
+    assert not run.has("lock.released")  # it went with the transaction
 
 
 @pytest.mark.parametrize("change, words", [
