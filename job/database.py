@@ -22,6 +22,8 @@ from job.schemamodel import Column, ForeignKey, Index, Schema, Table
 from job.state import DatabaseState, LedgerRow
 
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+_INSPECT_TRIES = 5
+_IDLE = psycopg.pq.TransactionStatus.IDLE
 # Tables whose row counts the planner needs when they exist.
 _COUNTED = ("session", "Session")
 
@@ -135,7 +137,20 @@ class Database:
         self._rows(q.session_settings(self.server_version))
 
     def inspect(self, schema: str) -> DatabaseState:
-        """Everything the planner needs, in two round trips (each one pipelined)."""
+        """Everything the planner needs, in two round trips (each one pipelined).
+
+        Outside the lock another runner may rename or drop a table between the two
+        rounds (42P01 in the second): then the catalog is simply read again.
+        """
+        for _ in range(_INSPECT_TRIES - 1):
+            try:
+                return self._inspect(schema)
+            except DatabaseFault as fault:
+                if fault.sqlstate != "42P01" or self._conn.info.transaction_status != _IDLE:
+                    raise
+        return self._inspect(schema)
+
+    def _inspect(self, schema: str) -> DatabaseState:
         params = {"schema": schema}
         try:
             with self._conn.pipeline():

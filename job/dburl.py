@@ -96,6 +96,7 @@ def parse_database_url(url: str) -> DatabaseTarget:
             # Prisma-only or unknown: Prisma ignores unknown parameters, and so do we.
             dropped.append(key if key in _PRISMA_ONLY else f"{key} (unknown)")
     _check_schema(schema)
+    pgbouncer = pgbouncer or _supabase_transaction_pooler(conninfo)
     return DatabaseTarget(conninfo=conninfo, schema=schema, pgbouncer=pgbouncer,
                           display=_display(scheme, user, has_pw, hostlist, path, query),
                           dropped_params=tuple(dropped))
@@ -120,6 +121,13 @@ def _hosts(hostlist: str) -> dict[str, str]:
     if any(ports):
         out["port"] = ",".join(p or "5432" for p in ports)
     return out
+
+
+def _supabase_transaction_pooler(conninfo: dict[str, str]) -> bool:
+    """Supavisor's transaction mode listens on 6543 (session mode on 5432)."""
+    hosts = conninfo.get("host", "").split(",")
+    ports = conninfo.get("port", "").split(",")
+    return any(h.endswith(".pooler.supabase.com") and p == "6543" for h, p in zip(hosts, ports, strict=False))
 
 
 def _bool(key: str, value: str) -> bool:
