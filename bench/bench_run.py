@@ -44,7 +44,9 @@ def line(label: str, runs: list[JobRun]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=10)
-    n = parser.parse_args().repeat
+    parser.add_argument("--blocker", type=float, default=30.0, help="seconds the FOR SHARE blocker holds")
+    args = parser.parse_args()
+    n = args.repeat
     bindirs = find_postgres_bindirs()
     with PgCluster(bindirs[max(bindirs)]) as cluster:
         print(f"PostgreSQL {cluster.version}, {n} runs each\n")
@@ -54,6 +56,7 @@ def main() -> None:
         line("no-op (already up to date)", [run_job(url) for _ in range(n)])
         replicas(cluster, 50)
         killed_lock_release(cluster)
+        live_traffic(cluster, blocker_s=args.blocker)
 
 
 def replicas(cluster: PgCluster, count: int) -> None:
@@ -66,6 +69,28 @@ def replicas(cluster: PgCluster, count: int) -> None:
     waited = max(float(r.event("lock.acquired")["waited_s"]) for r in runs if r.has("lock.acquired"))
     print(f"{count} replicas started at once: all exit 0 in {total:.1f} s wall;"
           f" {sum(r.summary['changed'] for r in runs)} applied, longest lock wait {waited:.2f} s")
+
+
+def live_traffic(cluster: PgCluster, blocker_s: float) -> None:
+    """Worst app-query wait while a FOR SHARE transaction holds "Session", without and with the job."""
+    from test_under_fire import AppTraffic
+
+    for with_job in (False, True):
+        url = fresh(cluster, "fixed")
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute('ALTER TABLE "Session" DROP COLUMN "refreshToken"')  # needs ACCESS EXCLUSIVE
+        with AppTraffic(url, "Session") as app, psycopg.connect(url) as blocker:
+            untouched = ("offline_shop7.myshopify.com",)  # a row the app's loop never uses
+            blocker.execute('SELECT * FROM "Session" WHERE id = %s FOR SHARE', untouched)
+            proc = start_job(url, DB_INIT_LOCK_TIMEOUT="120s") if with_job else None
+            time.sleep(blocker_s)
+            blocker.rollback()
+            run = finish(proc, time.monotonic()) if proc else None
+        worst = max(app.latencies) * 1000
+        retries = sum(e["event"] == "apply.retry" for e in run.events) if run else 0
+        outcome = f"job exit {run.code} after {retries} backed-off attempts" if run else "no job"
+        print(f"live traffic, {blocker_s:g} s FOR SHARE blocker, {len(app.latencies)} app rounds, {outcome}:"
+              f" worst app round {worst:.0f} ms")
 
 
 def killed_lock_release(cluster: PgCluster) -> None:

@@ -61,6 +61,9 @@ def test_fifty_replicas_at_once_apply_everything_exactly_once(db: Db) -> None:
     assert [r.code for r in runs] == [0] * 50, [r.stderr for r in runs if r.code][:1]
     appliers = [r for r in runs if r.summary["changed"]]
     assert len(appliers) == 1, "exactly one replica applies; the others find nothing left"
+    for r in runs:  # whoever had to wait said who it waited for
+        if r.has("lock.acquired") and r.event("lock.acquired")["waited_s"] > 0:
+            assert r.event("lock.waiting")["holder_application"] == "db-init-job"
     with db.connect() as conn:
         check_contract(conn, "public")
         check_ledger(conn, "public")
@@ -168,3 +171,110 @@ def test_sigterm_during_start_up_still_exits_7(pg: PgCluster) -> None:
     run = finish(proc, started)
     assert run.code == 7, (run.code, run.stderr)
     assert "Traceback" not in run.stderr
+
+
+def test_killed_right_after_commit_the_next_run_is_a_no_op(db: Db) -> None:
+    with db.connect() as conn:
+        STATES["demo"](conn, "public", MIGRATIONS_DIR)
+    proc = start_job(db.url)
+    with db.connect() as admin:
+        poll(lambda: admin.execute("SELECT count(*) FROM pg_tables WHERE tablename = 'Session'"
+                                   ).fetchone() == (1,), 30, "the commit")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    run = run_job(db.url)
+    assert run.code == 0, run.stderr
+    assert run.summary["changed"] is False
+    with db.connect() as conn:
+        check_contract(conn, "public")
+        check_ledger(conn, "public")
+
+
+def test_server_stopped_mid_run_exits_3_and_the_restarted_server_converges(db: Db) -> None:
+    with db.connect() as conn:
+        STATES["lowercase"](conn, "public", MIGRATIONS_DIR)
+    app = psycopg.connect(db.url)
+    app.execute('SELECT count(*) FROM "session"')  # the job will wait on this, mid-transaction
+    started = time.monotonic()
+    proc = start_job(db.url, DB_INIT_DDL_LOCK_TIMEOUT="30s")
+    poll(lambda: lock_holders(db) == 1, 15, "the job taking the lock")
+    db.cluster.stop("fast")
+    run = finish(proc, started)
+    app.close()
+    assert_clean_failure(run, 3, "connection lost")
+    db.cluster.start()
+    again = run_job(db.url)
+    assert again.code == 0, again.stderr
+    with db.connect() as conn:
+        check_contract(conn, "public")
+        check_ledger(conn, "public")
+
+
+@pytest.mark.slow
+def test_database_coming_up_after_45s_is_waited_for_within_the_budget() -> None:
+    run = _late_server(45, "90s")
+    assert run.code == 0, run.stderr
+
+
+def test_database_never_up_exits_3_at_the_budget() -> None:
+    from pgcluster import find_postgres_bindirs
+
+    bindirs = find_postgres_bindirs()
+    with PgCluster(bindirs[max(bindirs)]) as cluster:
+        url = cluster.url()
+        cluster.stop()
+        run = run_job(url, DB_INIT_CONNECT_TIMEOUT="4s")
+    assert_clean_failure(run, 3, "unreachable after 4s")
+    assert 3.5 <= run.seconds < 15
+
+
+class AppTraffic:
+    """A pgbench-like client: reads and writes sessions 1-6 in a loop, recording each round's latency."""
+
+    def __init__(self, url: str, table: str) -> None:
+        self.url, self.table = url, table
+        self.latencies: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            n = 0
+            while not self._stop.is_set():
+                n += 1
+                t = time.monotonic()
+                conn.execute(f'SELECT "accessToken" FROM "{self.table}" WHERE id = %s',
+                             (f"offline_shop{n % 6 + 1}.myshopify.com",))
+                conn.execute(f'UPDATE "{self.table}" SET state = %s WHERE id = %s',
+                             (f"s{n}", f"offline_shop{n % 6 + 1}.myshopify.com"))
+                self.latencies.append(time.monotonic() - t)
+                time.sleep(0.01)
+
+    def __enter__(self) -> AppTraffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def test_live_traffic_never_waits_longer_than_the_ddl_lock_timeout(db: Db) -> None:
+    """A long FOR SHARE transaction holds "Session"; the job's ALTER must back off, not queue the app."""
+    with db.connect() as conn:
+        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
+        conn.execute('ALTER TABLE "Session" DROP COLUMN "refreshToken"')  # work that needs ACCESS EXCLUSIVE
+    with AppTraffic(db.url, "Session") as app:
+        with psycopg.connect(db.url) as blocker:
+            # One row the app does not touch: the app itself is never blocked by the blocker.
+            untouched = ("offline_shop7.myshopify.com",)
+            blocker.execute('SELECT * FROM "Session" WHERE id = %s FOR SHARE', untouched)
+            started = time.monotonic()
+            proc = start_job(db.url, DB_INIT_DDL_LOCK_TIMEOUT="250ms", DB_INIT_LOCK_TIMEOUT="60s")
+            time.sleep(4)  # the blocker keeps its lock while the job tries
+            blocker.rollback()
+        run = finish(proc, started)
+    assert run.code == 0, run.stderr
+    assert any(e["event"] == "apply.retry" and e["sqlstate"] == "55P03" for e in run.events)
+    # The blocker's FOR SHARE does not block the app; only the job's pending ACCESS EXCLUSIVE could.
+    assert max(app.latencies) < 0.25 + 0.5, f"an app query waited {max(app.latencies):.2f}s"
