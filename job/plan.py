@@ -22,15 +22,12 @@ from job.errors import NeedsHuman
 from job.heal import heal
 from job.migrations import RETIRED, Migration
 from job.schemamodel import Schema
-from job.sessions import LOWER, UPPER, resolve, session_columns
+from job.sessions import resolve, session_columns
 from job.state import DatabaseState
 from job.steps import Step
 
 MIN_SERVER_VERSION = 120000
 BASELINE_SUFFIX = "_postgresql_baseline_migration"
-
-__all__ = ["LOWER", "MIN_SERVER_VERSION", "UPPER", "Plan", "Step", "make_plan"]
-
 
 @dataclass(frozen=True)
 class Plan:

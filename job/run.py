@@ -19,9 +19,10 @@ from job.database import Database, DatabaseFault
 from job.errors import ConfigError, DatabaseUnavailable, LockBusy, MigrationFailed, NeedsHuman, SchemaDrift
 from job.lock import LockWait, session_lock
 from job.migrations import Migration, load_migrations
-from job.plan import Plan, Step, make_plan
+from job.plan import Plan, make_plan
 from job.schemamodel import Schema
 from job.statements import count_orphans
+from job.steps import Step
 from job.verify import differences, notes
 
 

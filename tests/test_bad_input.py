@@ -7,14 +7,12 @@ bad inputs in README.
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from jobtools import MIGRATIONS_DIR, run_job
+from jobtools import run_job
 from pgcluster import Db
 from test_exit_codes import assert_clean_failure
 from test_run import check_contract, check_ledger
@@ -94,25 +92,6 @@ def test_schema_names_with_quotes_spaces_or_unicode_work(db: Db, schema: str) ->
 def test_reserved_text_in_the_schema_name_is_refused() -> None:
     run = run_job("postgresql://u:pw-Secr3t!@h/db?schema=a$db_init_guard$b")
     assert_clean_failure(run, 2, "reserved")
-
-
-@pytest.mark.parametrize("damage, words", [
-    ("not_utf8", "is not UTF-8"),
-    ("garbage_lock", "names provider None"),
-    ("lock_is_dir", "cannot read"),
-])
-def test_unreadable_migrations_exit_2(db: Db, tmp_path: Path, damage: str, words: str) -> None:
-    folder = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, folder)
-    if damage == "not_utf8":
-        (folder / "20260101000000_latin1").mkdir()
-        (folder / "20260101000000_latin1" / "migration.sql").write_bytes(b"-- caf\xe9\nSELECT 1;\n")
-    elif damage == "garbage_lock":
-        (folder / "migration_lock.toml").write_text("\x00 this is not toml [[[\n")
-    else:
-        (folder / "migration_lock.toml").unlink()
-        (folder / "migration_lock.toml").mkdir()
-    assert_clean_failure(run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(folder)), 2, words)
 
 
 @pytest.mark.parametrize("env, words", [

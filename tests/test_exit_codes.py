@@ -107,22 +107,38 @@ def test_pgbouncer_flag_switches_to_the_transaction_scoped_lock(db: Db) -> None:
     assert not run.has("lock.released")  # it went with the transaction
 
 
-@pytest.mark.parametrize("change, words", [
-    ("empty", "holds no"),
-    ("no_lock_file", "migration_lock.toml is missing"),
-    ("sqlite", "not 'postgresql'"),
-])
-def test_bad_migrations_folder_exits_2(db: Db, tmp_path: Path, change: str, words: str) -> None:
-    folder = tmp_path / "migrations"
-    shutil.copytree(MIGRATIONS_DIR, folder)
+def _damage(folder: Path, change: str) -> None:
+    lock = folder / "migration_lock.toml"
     if change == "empty":
         for sub in folder.iterdir():
             if sub.is_dir():
                 shutil.rmtree(sub)
     elif change == "no_lock_file":
-        (folder / "migration_lock.toml").unlink()
-    else:
-        (folder / "migration_lock.toml").write_text('provider = "sqlite"\n')
+        lock.unlink()
+    elif change == "sqlite":
+        lock.write_text('provider = "sqlite"\n')
+    elif change == "not_utf8":
+        (folder / "20260101000000_latin1").mkdir()
+        (folder / "20260101000000_latin1" / "migration.sql").write_bytes(b"-- caf\xe9\nSELECT 1;\n")
+    elif change == "garbage_lock":
+        lock.write_text("\x00 this is not toml [[[\n")
+    else:  # the lock file cannot be read
+        lock.unlink()
+        lock.mkdir()
+
+
+@pytest.mark.parametrize("change, words", [
+    ("empty", "holds no"),
+    ("no_lock_file", "migration_lock.toml is missing"),
+    ("sqlite", "not 'postgresql'"),
+    ("not_utf8", "is not UTF-8"),
+    ("garbage_lock", "names provider None"),
+    ("lock_is_dir", "cannot read"),
+])
+def test_bad_migrations_folder_exits_2(db: Db, tmp_path: Path, change: str, words: str) -> None:
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, folder)
+    _damage(folder, change)
     assert_clean_failure(run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(folder)), 2, words)
 
 
