@@ -15,12 +15,13 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python3 -m venv /opt/venv
 WORKDIR /src
-# Dependencies first, read from pyproject.toml alone: this layer stays cached while the code changes.
-COPY pyproject.toml ./
-RUN python3 -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" \
-        > requirements.txt \
- && /opt/venv/bin/pip install --no-cache-dir --no-compile --only-binary=:all: -r requirements.txt
-COPY README.md ./
+# Dependencies first, exactly as locked (versions and sha256 of every wheel): this layer stays cached while
+# the code changes, and the image holds what was reviewed, nothing newer. `requirements.lock` is made from
+# pyproject.toml by pip-compile --generate-hashes (README, "Development").
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --no-cache-dir --no-compile --only-binary=:all: --require-hashes \
+        -r requirements.lock
+COPY pyproject.toml README.md ./
 COPY job/ job/
 # The job itself; then pip goes (nothing installs at run time), and every module is compiled once,
 # with hash-checked-never .pyc files: valid whatever the file times, never rewritten at run time.
