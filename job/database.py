@@ -45,6 +45,9 @@ _TRANSIENT = {
 }
 
 
+_SERVER_GOING_AWAY = {"57P01", "57P02", "57P03"}  # admin_shutdown, crash_shutdown, cannot_connect_now
+
+
 class DatabaseFault(Exception):
     """A failed database call as plain data; the message never holds a password."""
 
@@ -75,7 +78,10 @@ def _connect_fault(exc: psycopg.Error) -> DatabaseFault:
 def _statement_fault(exc: psycopg.Error, index: int | None) -> DatabaseFault:
     diag = exc.diag
     message = redact(diag.message_primary or "") or _one_line(exc)
-    lost = isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None
+    # No SQLSTATE (the socket closed), a connection exception (08...), or the server going down.
+    state = exc.sqlstate or ""
+    lost = (isinstance(exc, psycopg.OperationalError) and not state) or state.startswith("08") \
+        or state in _SERVER_GOING_AWAY
     return DatabaseFault(message, sqlstate=exc.sqlstate, statement=index, connection_lost=lost,
                          retryable=lost or exc.sqlstate in _TRANSIENT)
 
