@@ -94,10 +94,15 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], contract: S
     return Plan(tuple(steps), validations, tuple(notes), unresolved)
 
 
-def _refuse_unsafe(state: DatabaseState) -> None:
-    if state.server_version < MIN_SERVER_VERSION:
-        major = state.server_version // 10000
+def refuse_old_server(server_version: int) -> None:
+    """Checked first, right after connecting: older servers lack settings the job makes."""
+    if server_version < MIN_SERVER_VERSION:
+        major = server_version // 10000
         raise NeedsHuman(f"PostgreSQL {major} is not supported: the job needs PostgreSQL 12 or newer")
+
+
+def _refuse_unsafe(state: DatabaseState) -> None:
+    refuse_old_server(state.server_version)
     if state.in_recovery:
         raise NeedsHuman("the server is a read-only standby (in recovery): point the URL at the primary")
     if state.read_only:

@@ -19,7 +19,7 @@ from job.database import Database, DatabaseFault
 from job.errors import ConfigError, DatabaseUnavailable, LockBusy, MigrationFailed, NeedsHuman, SchemaDrift
 from job.lock import LockWait, session_lock
 from job.migrations import Migration, load_migrations
-from job.plan import Plan, make_plan
+from job.plan import Plan, make_plan, refuse_old_server
 from job.schemamodel import Schema
 from job.statements import count_orphans
 from job.steps import Step
@@ -43,6 +43,7 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
     db = wait_for_database(config.target, budget_s=config.connect_timeout,
                            application_name=config.application_name, log=log)
     try:
+        refuse_old_server(db.server_version)
         job = _Job(db, config, migrations, contract, log, pooled=_pooled(db, config, log))
         if mode == "verify":
             return job.verify(allow_extra)
