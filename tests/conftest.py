@@ -7,9 +7,32 @@ from collections.abc import Iterator
 import pytest
 from pgcluster import Db, PgCluster, find_postgres_bindirs
 
+# Suites whose server-touching tests also run on every supported PostgreSQL major (test_interop_matrix.py);
+# each file's tests that use no server (config, URL parsing, timeouts without a server) are left out.
+MATRIX_FILES = ("test_pgcluster.py", "test_run.py", "test_exit_codes.py")
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes seconds (e.g. starts its own cluster)")
+    config.addinivalue_line("markers", "interop: runs the app's real Node clients (tests/interop)")
+    config.addinivalue_line("markers", "matrix: also runs on every supported PostgreSQL major version")
+
+
+def _in_matrix(item: pytest.Item) -> bool:
+    """Tests of MATRIX_FILES that use a server, each state once: in `public` (its schema variants stay on
+    the main version)."""
+    if item.path.name not in MATRIX_FILES or "pg" not in getattr(item, "fixturenames", ()):
+        return False
+    callspec = getattr(item, "callspec", None)
+    return callspec is None or callspec.params.get("schema", "public") == "public"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _in_matrix(item):
+            item.add_marker(pytest.mark.matrix)
+    # The matrix runs whole suites on the other versions, two at a time: last, when nothing else runs.
+    items.sort(key=lambda item: item.path.name == "test_interop_matrix.py")
 
 
 @pytest.fixture(scope="session")

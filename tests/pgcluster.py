@@ -73,9 +73,13 @@ def _major_of(bindir: Path) -> int:
     return int(m.group(1))
 
 
-def find_postgres_bindirs() -> dict[int, Path]:
-    """Major version -> bin dir with initdb and postgres; TEST_PG_BINDIR overrides."""
-    override = os.environ.get("TEST_PG_BINDIR")
+def find_postgres_bindirs(*, honour_override: bool = True) -> dict[int, Path]:
+    """Major version -> bin dir with initdb and postgres; TEST_PG_BINDIR overrides.
+
+    Looks at the pgserver wheel and /usr/lib/postgresql/*; tests/matrix.py adds the registry copies
+    of every supported major for the version matrix.
+    """
+    override = os.environ.get("TEST_PG_BINDIR") if honour_override else None
     if override:
         bindir = Path(override)
         if not _is_bindir(bindir):  # an explicit choice must fail loudly, not skip
@@ -147,7 +151,7 @@ class PgCluster:
     """A throwaway cluster: start() runs initdb on first use, cleanup() deletes it."""
 
     def __init__(self, bindir: Path, *, password: str = "pw-Secr3t!", port: int | None = None) -> None:
-        self.bindir = Path(bindir)
+        self.bindir = Path(bindir).absolute()  # the server runs in another cwd
         self.password = password
         self._major = _major_of(self.bindir)
         self._user = _server_user()
@@ -377,6 +381,9 @@ class PgCluster:
             # Left on: with fsync off it gains nothing, and off it makes kill() lose
             # transactions that had already committed, unlike a real crashed server.
             "synchronous_commit": "on",
+            # initdb --auth-host=scram-sha-256 implies it, but say so: PostgreSQL 12 and 13 default
+            # to md5, and the job must prove it logs in with SCRAM on every supported version.
+            "password_encryption": "scram-sha-256",
             "max_connections": "200",
             "shared_buffers": "32MB",
         }
