@@ -53,15 +53,42 @@ def start_job(url: str | None, *args: str, **env: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def parse_events(stderr: str) -> list[dict[str, Any]]:
+    """The job's log lines; a line that is not JSON is kept as such, for the tests to flag."""
+    events = []
+    for line in stderr.splitlines():
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            events.append({"event": "<not json>", "line": line})
+    return events
+
+
 def finish(proc: subprocess.Popen[str], started: float, timeout: float = 120) -> JobRun:
     out, err = proc.communicate(timeout=timeout)
-    run = JobRun(proc.returncode, out, err, time.monotonic() - started)
-    for line in err.splitlines():
-        try:
-            run.events.append(json.loads(line))
-        except json.JSONDecodeError:
-            run.events.append({"event": "<not json>", "line": line})
-    return run
+    return JobRun(proc.returncode, out, err, time.monotonic() - started, parse_events(err))
+
+
+_JOB_SESSIONS = ("SELECT pid FROM pg_stat_activity WHERE application_name = 'db-init-job'"
+                 " AND datname = current_database()")
+
+
+def job_sessions(db: Any) -> int:
+    """The job's connections to the test database (a pgcluster.Db)."""
+    with db.connect() as admin:
+        return len(admin.execute(_JOB_SESSIONS).fetchall())
+
+
+def wait_for_job_session(db: Any, timeout: float = 30) -> int:
+    """Bounded poll until the job's connection shows in pg_stat_activity; its pid."""
+    deadline = time.monotonic() + timeout
+    with db.connect() as admin:
+        while time.monotonic() < deadline:
+            row = admin.execute(_JOB_SESSIONS).fetchone()
+            if row:
+                return int(row[0])
+            time.sleep(0.05)
+    raise AssertionError("the job never connected")
 
 
 def run_job(url: str | None, *args: str, **env: str) -> JobRun:

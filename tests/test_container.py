@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from jobtools import JobRun
+from jobtools import JobRun, job_sessions, parse_events, wait_for_job_session
 from pgcluster import Db
 from test_logs import CLOUD_RUN, CLOUD_RUN_LABELS, PASSWORD, check_entry, free_port, holding_prisma_lock
 
@@ -109,13 +109,8 @@ def podman_command(image: Image, *args: str, env: dict[str, str], name: str, tmp
 
 
 def parse(code: int, out: str, err: str, seconds: float, tmp: Path) -> ContainerRun:
-    run = ContainerRun(code, out, err, seconds, tmp_files=sorted(p.name for p in tmp.iterdir()))
-    for line in err.splitlines():
-        try:
-            run.events.append(json.loads(line))
-        except json.JSONDecodeError:
-            run.events.append({"event": "<not json>", "line": line})
-    return run
+    return ContainerRun(code, out, err, seconds, parse_events(err),
+                        tmp_files=sorted(p.name for p in tmp.iterdir()))
 
 
 def scratch(tmp_path: Path) -> Path:
@@ -140,22 +135,8 @@ def container_url(db: Db) -> str:
     return db.url  # TCP on 127.0.0.1 with the real password: the container shares the host's network
 
 
-def wait_for_job_session(db: Db, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    with db.connect() as admin:
-        while time.monotonic() < deadline:
-            if admin.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'db-init-job'"
-                             " AND datname = current_database()").fetchone():
-                return
-            time.sleep(0.05)
-    raise AssertionError("the containerized job never connected")
 
 
-def job_sessions(db: Db) -> int:
-    with db.connect() as admin:
-        row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'db-init-job'"
-                            ).fetchone()
-        return int(row[0]) if row else 0
 
 
 # --- the image itself --------------------------------------------------------------------------

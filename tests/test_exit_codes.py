@@ -13,7 +13,16 @@ from typing import Any
 
 import psycopg
 import pytest
-from jobtools import MIGRATIONS_DIR, JobRun, finish, rows_by_table, run_job, start_job
+from jobtools import (
+    MIGRATIONS_DIR,
+    JobRun,
+    finish,
+    job_sessions,
+    rows_by_table,
+    run_job,
+    start_job,
+    wait_for_job_session,
+)
 from pgcluster import Db
 
 from job import cli
@@ -46,24 +55,8 @@ def holding_prisma_lock(db: Db) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def wait_for_job_session(db: Db, timeout: float = 15) -> int:
-    """Poll until the job's connection shows in pg_stat_activity; its pid."""
-    deadline = time.monotonic() + timeout
-    with db.connect() as admin:
-        while time.monotonic() < deadline:
-            row = admin.execute("SELECT pid FROM pg_stat_activity WHERE application_name = 'db-init-job'"
-                                " AND datname = current_database()").fetchone()
-            if row:
-                return int(row[0])
-            time.sleep(0.05)
-    raise AssertionError("the job never connected")
 
 
-def job_sessions(db: Db) -> int:
-    with db.connect() as admin:
-        row = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'db-init-job'"
-                            ).fetchone()
-        return int(row[0]) if row else 0
 
 
 # --- 2: configuration -------------------------------------------------------------------

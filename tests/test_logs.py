@@ -32,7 +32,7 @@ from google.cloud.logging_v2.handlers.structured_log import (
     GCP_STRUCTURED_LOGGING_FIELDS,
     StructuredLogHandler,
 )
-from jobtools import MIGRATIONS_DIR, ROOT, JobRun, finish, job_env, run_job, start_job
+from jobtools import MIGRATIONS_DIR, ROOT, JobRun, finish, job_env, run_job, start_job, wait_for_job_session
 from pgcluster import Db
 
 from job import __version__, cli, logs
@@ -63,16 +63,6 @@ def run_python(url: str | None, code: str, **env: str) -> JobRun:
     return finish(proc, started)
 
 
-def wait_for_job_session(db: Db, timeout: float = 15) -> None:
-    """Bounded poll until the job's session shows up in pg_stat_activity."""
-    deadline = time.monotonic() + timeout
-    with db.connect() as admin:
-        while time.monotonic() < deadline:
-            if admin.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'db-init-job'"
-                             " AND datname = current_database()").fetchone():
-                return
-            time.sleep(0.05)
-    raise AssertionError("the job never connected")
 
 
 # --- one real run per outcome ---------------------------------------------------------------

@@ -14,9 +14,19 @@ from typing import Any
 
 import psycopg
 import pytest
-from jobtools import MIGRATIONS_DIR, JobRun, finish, ledger, rows_by_table, run_job, start_job
+from jobtools import (
+    MIGRATIONS_DIR,
+    JobRun,
+    finish,
+    job_sessions,
+    ledger,
+    rows_by_table,
+    run_job,
+    start_job,
+    wait_for_job_session,
+)
 from pgcluster import Db, PgCluster
-from test_exit_codes import assert_clean_failure, job_sessions, wait_for_job_session
+from test_exit_codes import assert_clean_failure
 from test_run import check_contract, check_ledger
 
 from job.scenarios import STATES
