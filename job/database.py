@@ -67,7 +67,18 @@ def _one_line(exc: BaseException) -> str:
     return redact("; ".join(lines)) or type(exc).__name__
 
 
+def _reraise_interrupt(exc: BaseException) -> None:
+    """A signal that lands inside psycopg (e.g. while leaving pipeline mode) can come back as a psycopg
+    error with the interrupt as its context: the interrupt is what happened, so it wins."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            raise seen
+        seen = seen.__context__
+
+
 def _connect_fault(exc: psycopg.Error) -> DatabaseFault:
+    _reraise_interrupt(exc)
     message = _one_line(exc)
     if isinstance(exc, psycopg.ProgrammingError):  # libpq rejected the conninfo itself
         return DatabaseFault(message, retryable=False)
@@ -76,6 +87,7 @@ def _connect_fault(exc: psycopg.Error) -> DatabaseFault:
 
 
 def _statement_fault(exc: psycopg.Error, index: int | None) -> DatabaseFault:
+    _reraise_interrupt(exc)
     diag = exc.diag
     message = redact(diag.message_primary or "") or _one_line(exc)
     # No SQLSTATE (the socket closed), a connection exception (08...), or the server going down.
