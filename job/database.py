@@ -1,8 +1,9 @@
 """The one seam to PostgreSQL: the only module that holds a connection or a cursor.
 
-Eight operations, as narrow as a migration runner's driver should be: open,
-inspect, describe, try_lock, lock_holders, unlock, apply, close.  Everything
-it returns is plain data from ``job.state`` and ``job.schemamodel``.
+A handful of operations, as narrow as a migration runner's driver should be:
+open, inspect, try_lock / try_xact_lock / lock_holders / unlock, transaction +
+execute, close.  Everything it returns is plain data from ``job.state`` and
+``job.schemamodel``; every psycopg error leaves it as a ``DatabaseFault``.
 """
 
 from __future__ import annotations
@@ -169,14 +170,8 @@ class Database:
         return self._inspect(schema)
 
     def _inspect(self, schema: str) -> DatabaseState:
-        params = {"schema": schema}
-        try:
-            with self._conn.pipeline():
-                cursors = [self._conn.execute(query, params) for query in
-                           (q.INSPECT, q.DESCRIBE_COLUMNS, q.DESCRIBE_INDEXES, q.DESCRIBE_FOREIGN_KEYS)]
-            found, columns, indexes, fks = (c.fetchall() for c in cursors)
-        except psycopg.Error as exc:
-            raise _statement_fault(exc, None) from None
+        found, columns, indexes, fks = self._pipelined(
+            (q.INSPECT, q.DESCRIBE_COLUMNS, q.DESCRIBE_INDEXES, q.DESCRIBE_FOREIGN_KEYS), {"schema": schema})
         version, in_recovery, read_only, schema_exists, tables, relations = found[0]
         table_set = frozenset(tables)
         live, unvalidated = _schema_from_rows(columns, indexes, fks)
@@ -198,12 +193,14 @@ class Database:
                              relations=frozenset(relations), ledger=ledger, live=live,
                              unvalidated_fks=unvalidated, row_counts=counts, shared_session_ids=shared)
 
-    def _pipelined(self, queries: Sequence[q.Statement]) -> list[list[Any]]:
+    def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, str] | None = None
+                   ) -> list[list[Any]]:
+        """Several queries in one network round trip."""
         if not queries:
             return []
         try:
             with self._conn.pipeline():
-                cursors = [self._conn.execute(query) for query in queries]
+                cursors = [self._conn.execute(query, params) for query in queries]
             return [c.fetchall() for c in cursors]
         except psycopg.Error as exc:
             raise _statement_fault(exc, None) from None
