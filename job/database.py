@@ -19,14 +19,14 @@ from psycopg.conninfo import make_conninfo
 
 from job import statements as q
 from job.redact import redact
-from job.schemamodel import Column, ForeignKey, Index, Schema, Table
+from job.schemamodel import Catalog, Check, Column, ForeignKey, Index, Table
 from job.state import DatabaseState, LedgerRow
 
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 _INSPECT_TRIES = 5
 _IDLE = psycopg.pq.TransactionStatus.IDLE
-# Tables whose row counts the planner needs when they exist.
-_COUNTED = ("session", "Session")
+_INTRANS = psycopg.pq.TransactionStatus.INTRANS
+REPLAY_PREFIX = "db_init_replay_"  # scratch schemas, named after the backend pid that made them
 
 
 # Connection failures that no amount of waiting heals: fail at once.
@@ -47,19 +47,23 @@ _TRANSIENT = {
 
 
 _SERVER_GOING_AWAY = {"57P01", "57P02", "57P03"}  # admin_shutdown, crash_shutdown, cannot_connect_now
+# active_sql_transaction: "... cannot run inside a transaction block"
+_NO_TRANSACTION_BLOCK = "25001"
 
 
 class DatabaseFault(Exception):
     """A failed database call as plain data; the message never holds a password."""
 
     def __init__(self, message: str, *, sqlstate: str | None = None, retryable: bool = False,
-                 connection_lost: bool = False, statement: int | None = None) -> None:
+                 connection_lost: bool = False, statement: int | None = None,
+                 position: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.sqlstate = sqlstate
         self.retryable = retryable
         self.connection_lost = connection_lost
         self.statement = statement
+        self.position = position  # 1-based character of the statement text where the error is
 
 
 def _one_line(exc: BaseException) -> str:
@@ -95,28 +99,65 @@ def _statement_fault(exc: psycopg.Error, index: int | None) -> DatabaseFault:
     state = exc.sqlstate or ""
     lost = (isinstance(exc, psycopg.OperationalError) and not state) or state.startswith("08") \
         or state in _SERVER_GOING_AWAY
+    position = int(diag.statement_position) if diag.statement_position else None
     return DatabaseFault(message, sqlstate=exc.sqlstate, statement=index, connection_lost=lost,
-                         retryable=lost or exc.sqlstate in _TRANSIENT)
+                         retryable=lost or exc.sqlstate in _TRANSIENT, position=position)
 
 
-def _schema_from_rows(columns: list[Any], indexes: list[Any], fks: list[Any]
-                     ) -> tuple[Schema, frozenset[str]]:
+def _index_tail(definition: str, table: str) -> str:
+    """pg_get_indexdef() from the access method on: the part that does not name index or schema."""
+    for marker in (f" ON ONLY {table} USING ", f" ON {table} USING "):
+        at = definition.find(marker)
+        if at >= 0:
+            return definition[at + len(marker):]
+    return definition
+
+
+def _catalog_from_rows(columns: list[Any], indexes: list[Any], constraints: list[Any], enums: list[Any],
+                       views: list[Any], sequences: list[Any]) -> tuple[Catalog, frozenset[str]]:
+    """The catalog rows of one schema as plain data, and the names of constraints not validated yet."""
     by_table: dict[str, list[Column]] = {}
-    for table, name, type_, nullable, default in columns:
-        by_table.setdefault(table, []).append(Column(name, type_, nullable, default))
+    for table, name, type_, nullable, default, identity, generated in columns:
+        by_table.setdefault(table, []).append(Column(name, type_, nullable, default, identity, generated))
     idx: dict[str, list[Index]] = {}
-    for table, name, unique, primary, cols in indexes:
-        idx.setdefault(table, []).append(Index(name, tuple(cols), unique, primary))
+    for table, name, unique, primary, cols, definition, qualified, constraint, valid in indexes:
+        idx.setdefault(table, []).append(Index(name, tuple(cols), unique, primary,
+                                               _index_tail(definition, qualified), constraint, valid))
     keys: dict[str, list[ForeignKey]] = {}
+    checks: dict[str, list[Check]] = {}
     unvalidated = set()
-    for table, name, ref, cols, ref_cols, on_del, on_upd, valid in fks:
-        keys.setdefault(table, []).append(ForeignKey(
-            name, tuple(cols), ref, tuple(ref_cols), _FK_ACTIONS[on_del], _FK_ACTIONS[on_upd]))
+    for table, name, kind, rendered, valid, ref, cols, ref_cols, on_del, on_upd in constraints:
+        definition = rendered.removesuffix(" NOT VALID")
+        if kind == "f":
+            actions = _FK_ACTIONS[on_del], _FK_ACTIONS[on_upd]
+            keys.setdefault(table, []).append(ForeignKey(name, tuple(cols), ref, tuple(ref_cols), *actions,
+                                                         definition))
+        else:
+            checks.setdefault(table, []).append(Check(name, definition))
         if not valid:
             unvalidated.add(name)
-    schema = {t: Table(t, tuple(cols), tuple(idx.get(t, ())), tuple(keys.get(t, ())))
-              for t, cols in by_table.items()}
-    return schema, frozenset(unvalidated)
+    tables = {t: Table(t, tuple(cols), tuple(idx.get(t, ())), tuple(keys.get(t, ())),
+                       tuple(checks.get(t, ()))) for t, cols in by_table.items()}
+    catalog = Catalog(tables, {name: tuple(labels) for name, labels in enums}, dict(views),
+                      frozenset(r[0] for r in sequences))
+    return catalog, frozenset(unvalidated)
+
+
+@dataclass(frozen=True)
+class ReplayFault(Exception):
+    """A migration that PostgreSQL refused while the contract was being replayed."""
+
+    migration: str
+    fault: DatabaseFault
+    line: int | None  # line of the file where PostgreSQL placed the error
+
+
+@dataclass(frozen=True)
+class Replay:
+    catalogs: dict[int, Catalog]  # after how many scripts -> what they had built
+    # Files whose statements PostgreSQL runs only outside a transaction block and that replay
+    # therefore left out (VACUUM, a file of nothing but CONCURRENTLY builds it could not rebuild).
+    skipped: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -155,59 +196,165 @@ class Database:
     def configure_session(self) -> None:
         self._rows(q.session_settings(self.server_version))
 
-    def inspect(self, schema: str) -> DatabaseState:
+    def inspect(self, schema: str, counted: Sequence[str] = ()) -> DatabaseState:
         """Everything the planner needs, in two round trips (each one pipelined).
 
-        Outside the lock another runner may rename or drop a table between the two
-        rounds (42P01 in the second): then the catalog is simply read again.
+        ``counted``: tables whose rows the planner weighs when they exist (with the
+        ids two of them share, when both exist).  Outside the lock another runner may
+        rename or drop a table between the two rounds (42P01 in the second): then the
+        catalog is simply read again.
         """
         for _ in range(_INSPECT_TRIES - 1):
             try:
-                return self._inspect(schema)
+                return self._inspect(schema, counted)
             except DatabaseFault as fault:
                 if fault.sqlstate != "42P01" or self._conn.info.transaction_status != _IDLE:
                     raise
-        return self._inspect(schema)
+        return self._inspect(schema, counted)
 
-    def _inspect(self, schema: str) -> DatabaseState:
-        found, columns, indexes, fks = self._pipelined(
-            (q.INSPECT, q.DESCRIBE_COLUMNS, q.DESCRIBE_INDEXES, q.DESCRIBE_FOREIGN_KEYS), {"schema": schema})
+    def _inspect(self, schema: str, counted: Sequence[str]) -> DatabaseState:
+        found, *described = self._pipelined((q.INSPECT, *q.DESCRIBE), {"schema": schema}, search_path=schema)
         version, in_recovery, read_only, schema_exists, tables, relations = found[0]
         table_set = frozenset(tables)
-        live, unvalidated = _schema_from_rows(columns, indexes, fks)
+        catalog, unvalidated = _catalog_from_rows(*described)
 
-        # Second round: the ledger and the session tables, only where they exist.
+        # Second round: the ledger and the weighed tables, only where they exist.
         second: list[q.Statement] = []
         if q.LEDGER in table_set:
             second.append(q.ledger_rows(schema))
-        counted = [t for t in _COUNTED if t in table_set]
-        second += [q.count_rows(schema, t) for t in counted]
-        if len(counted) == len(_COUNTED):
-            second.append(q.count_shared_ids(schema, *_COUNTED))
+        present = [t for t in counted if t in table_set]
+        second += [q.count_rows(schema, t) for t in present]
+        if len(present) == 2:
+            second.append(q.count_shared_ids(schema, *present))
         results = self._pipelined(second)
         ledger = tuple(LedgerRow(*r) for r in results.pop(0)) if q.LEDGER in table_set else None
-        counts = tuple((t, int(results.pop(0)[0][0])) for t in counted)
+        counts = tuple((t, int(results.pop(0)[0][0])) for t in present)
         shared = int(results.pop(0)[0][0]) if results else 0
         return DatabaseState(server_version=version, in_recovery=in_recovery, read_only=read_only,
                              schema=schema, schema_exists=schema_exists, tables=table_set,
-                             relations=frozenset(relations), ledger=ledger, live=live,
-                             unvalidated_fks=unvalidated, row_counts=counts, shared_session_ids=shared)
+                             relations=frozenset(relations), ledger=ledger, catalog=catalog,
+                             unvalidated=unvalidated, row_counts=counts, shared_ids=shared)
 
-    def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, str] | None = None
-                   ) -> list[list[Any]]:
-        """Several queries in one network round trip."""
+    def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, str] | None = None,
+                   *, search_path: str | None = None) -> list[list[Any]]:
+        """Several queries in one network round trip; with ``search_path``, in one transaction that
+        resolves and renders names relative to that schema."""
         if not queries:
             return []
         try:
             with self._conn.pipeline():
-                cursors = [self._conn.execute(query, params) for query in queries]
+                if search_path is None:
+                    cursors = [self._conn.execute(query, params) for query in queries]
+                else:
+                    with self._conn.transaction():
+                        self._conn.execute(q.local_search_path(search_path))
+                        cursors = [self._conn.execute(query, params) for query in queries]
             return [c.fetchall() for c in cursors]
         except psycopg.Error as exc:
             raise _statement_fault(exc, None) from None
 
-    def describe(self, schema: str) -> Schema:
-        """The schema's tables as the catalog has them, for comparison with the contract."""
-        return self.inspect(schema).live
+    def describe(self, schema: str) -> Catalog:
+        """The schema as the catalog has it, for comparison with the contract."""
+        return self.inspect(schema).catalog
+
+    def replay(self, scripts: Sequence[tuple[str, str]], *, lock_timeout_ms: int,
+               statement_timeout_ms: int, checkpoints: Sequence[int] = ()) -> Replay:
+        """What ``scripts`` (name, SQL) build, run in order in a scratch schema and read from the catalog.
+
+        All of it happens in one transaction that is always rolled back, so nothing is left
+        behind; a script with its own COMMIT is the exception, and the scratch schema it
+        committed is dropped at the end (or, after a crash, by the next replay).  Without the
+        right to create a schema, the session's temporary schema serves.  A file that
+        PostgreSQL runs only outside a transaction block (CREATE INDEX CONCURRENTLY) is run
+        again without CONCURRENTLY, which builds the same index on the empty scratch tables.
+        ``checkpoints``: counts of scripts after which the catalog is read too (the end always is).
+        """
+        self._drop_stale_scratch()
+        settings = q.replay_settings(lock_timeout_ms, statement_timeout_ms)
+        skipped: list[str] = []
+        catalogs: dict[int, Catalog] = {}
+        scratch, committed = "", False
+        self._rows(q.BEGIN)
+        try:
+            self._rows(settings)
+            scratch = self._scratch_schema()
+            for done, (name, text) in enumerate(scripts):
+                if done in checkpoints:
+                    catalogs[done] = self._read_scratch(scratch)
+                self._rows(q.SAVEPOINT)
+                try:
+                    self._script(name, text)
+                except ReplayFault as refused:
+                    if refused.fault.sqlstate != _NO_TRANSACTION_BLOCK:
+                        raise
+                    self._rows(q.ROLLBACK_TO_SAVEPOINT)
+                    try:
+                        self._script(name, q.without_concurrently(text))
+                    except ReplayFault as again:
+                        if again.fault.sqlstate != _NO_TRANSACTION_BLOCK:
+                            raise
+                        self._rows(q.ROLLBACK_TO_SAVEPOINT)
+                        skipped.append(name)
+                if self._conn.info.transaction_status == _INTRANS:
+                    self._rows(q.RELEASE_SAVEPOINT)
+                else:  # the file committed: the scratch schema is real now; carry on in a new transaction
+                    committed = True
+                    self._rows(q.BEGIN)
+                    self._rows(settings)
+                    self._rows(q.local_search_path(scratch))
+            catalogs[len(scripts)] = self._read_scratch(scratch)
+            return Replay(catalogs, tuple(skipped))
+        finally:
+            if self._conn.info.transaction_status != _IDLE:
+                self._rows(q.ROLLBACK)
+            if committed and scratch != "pg_temp":
+                self._rows(q.drop_schema(scratch))
+
+    def _read_scratch(self, scratch: str) -> Catalog:
+        described = self._pipelined(q.DESCRIBE, {"schema": self._namespace(scratch)}, search_path=scratch)
+        return _catalog_from_rows(*described)[0]
+
+    def _script(self, name: str, text: str) -> None:
+        try:
+            self._conn.execute(q.script(text))
+        except psycopg.Error as exc:
+            fault = _statement_fault(exc, None)
+            line = text[:fault.position - 1].count("\n") + 1 if fault.position else None
+            raise ReplayFault(name, fault, line) from None
+
+    def _scratch_schema(self) -> str:
+        """A schema of our own for the replay, first on the transaction's search_path."""
+        scratch = f"{REPLAY_PREFIX}{self.backend_pid}"
+        self._rows(q.SAVEPOINT)
+        try:
+            self._rows(q.create_schema(scratch))
+        except DatabaseFault as fault:
+            if fault.sqlstate != "42501":  # insufficient_privilege: no CREATE on the database
+                raise
+            self._rows(q.ROLLBACK_TO_SAVEPOINT)
+            scratch = "pg_temp"
+        self._rows(q.RELEASE_SAVEPOINT)
+        self._rows(q.local_search_path(scratch))
+        return scratch
+
+    def _namespace(self, scratch: str) -> str:
+        """The catalog name of the scratch schema: pg_temp is an alias of this session's pg_temp_N."""
+        if scratch != "pg_temp":
+            return scratch
+        return str(self._rows(q.TEMP_NAMESPACE)[0][0] or "pg_temp")
+
+    def _drop_stale_scratch(self) -> None:
+        """A replay killed after a self-committing file leaves its scratch schema behind: drop
+        those whose backend is gone."""
+        for (name,) in self._rows(q.STALE_SCRATCH, {"prefix": REPLAY_PREFIX}):
+            self._rows(q.drop_schema(name))
+
+    def begin(self) -> None:
+        self._rows(q.BEGIN)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.info.transaction_status != _IDLE
 
     def count(self, query: q.Statement) -> int:
         return int(self._rows(query)[0][0])
@@ -232,13 +379,21 @@ class Database:
         except psycopg.Error as exc:  # BEGIN, the settings, COMMIT or the rollback itself
             raise _statement_fault(exc, None) from None
 
-    def execute(self, statements: Sequence[q.Statement]) -> None:
-        """Statements in order, inside the current transaction; a fault names the one that failed."""
+    def execute(self, statements: Sequence[q.Statement]) -> int:
+        """Statements in order, in the current transaction or each on its own (autocommit).
+
+        A fault names the one that failed; returns the row count of the last one."""
+        count = -1
         for index, statement in enumerate(statements):
             try:
-                self._conn.execute(statement)
+                count = self._conn.execute(statement).rowcount
             except psycopg.Error as exc:
                 raise _statement_fault(exc, index) from None
+        return count
+
+    def type_exists(self, schema: str, name: str) -> bool:
+        """Whether ``name`` resolves to a type from ``schema`` (as a migration there would see it)."""
+        return bool(self._pipelined([q.TYPE_EXISTS], {"name": name}, search_path=schema)[0][0][0])
 
     def try_xact_lock(self) -> bool:
         """The same key, held until the transaction ends: what a transaction pooler allows."""

@@ -1,10 +1,14 @@
-"""Bring an existing, partial schema to the contract: add what is missing, report the rest.
+"""Bring an existing schema to what its recorded migrations built: add what is missing, report the rest.
 
-Added: missing tables, columns, missing defaults, primary keys, indexes (renamed
-when the same index exists under another name) and foreign keys.  Foreign keys
-are added NOT VALID, so rows that would violate them (orphans) do not keep the
-app down; validation follows in its own short step.  Never rewritten: a column of
-another type or nullability, a key with other columns.  Those are reported.
+The target is a catalog (what the migrations folder builds, replayed by
+PostgreSQL), so every object PostgreSQL has is healed from PostgreSQL's own
+rendering of it.  Added: missing sequences, enum types and enum values, tables,
+columns, defaults (a default is metadata: set when it differs), primary keys,
+unique constraints, indexes (renamed when the same index exists under another
+name), foreign keys and CHECK constraints (both NOT VALID, validated after in
+their own step), views.  Never rewritten: a column of another type or
+nullability, an index or constraint with another definition, enum values in
+another order.  Those are reported.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from job import statements as q
-from job.schemamodel import ForeignKey, Index, Schema, Table
+from job.schemadiff import describe_index, same_default
+from job.schemamodel import Catalog, Check, ForeignKey, Index, Table
 from job.steps import Step
 
 
@@ -23,34 +28,61 @@ class Healing:
     unresolved: tuple[str, ...]  # differences the job will not change on its own
 
 
-def heal(contract: Schema, live: Schema, schema: str, unvalidated: frozenset[str]) -> Healing:
+def heal(target: Catalog, live: Catalog, schema: str, unvalidated: frozenset[str]) -> Healing:
     steps: list[Step] = []
     unresolved: list[str] = []
-    new_fks: list[tuple[str, ForeignKey]] = []
-    tables = [t for t in contract.values()]
+    steps += [Step("create_sequence", f'create missing sequence "{name}"', (q.create_sequence(schema, name),))
+              for name in sorted(target.sequences - live.sequences)]
+    steps += _enums(schema, target, live, unresolved)
+    tables = list(target.tables.values())
     for want in tables:  # tables and columns first: keys and indexes need them
-        got = live.get(want.name)
+        got = live.tables.get(want.name)
         if got is None:
             steps.append(Step("create_table", f'create missing table "{want.name}"',
                               (q.create_table(schema, want),)))
         else:
             steps += _columns(schema, want, got, unresolved)
     for want in tables:
-        got = live.get(want.name)
-        steps += _indexes(schema, want, got, unresolved)
+        steps += _indexes(schema, want, live.tables.get(want.name), unresolved)
+    added: list[tuple[str, str]] = []
     for want in tables:
-        got = live.get(want.name)
-        fk_steps, added = _foreign_keys(schema, want, got, unresolved)
+        got = live.tables.get(want.name)
+        fk_steps, names = _constraints(schema, want, got, unresolved)
         steps += fk_steps
-        new_fks += [(want.name, fk) for fk in added]
-    pending = [(t.name, fk) for t in tables for fk in t.foreign_keys
-               if fk.name in unvalidated and live.get(t.name) is not None]
+        added += [(want.name, n) for n in names]
+    steps += [Step("create_view", f'create missing view "{name}"', (q.create_view(schema, name, view),))
+              for name, view in sorted(target.views.items()) if name not in live.views]
+    unresolved += [f'view "{name}" differs from the contract' for name, view in sorted(target.views.items())
+                   if name in live.views and " ".join(live.views[name].split()) != " ".join(view.split())]
+    pending = [(t.name, name) for t in tables if t.name in live.tables
+               for name in [*(f.name for f in t.foreign_keys), *(c.name for c in t.checks)]
+               if name in unvalidated]
     validations = tuple(
-        Step("validate_foreign_key", f'validate foreign key "{fk.name}" on "{table}"',
-             (q.validate_constraint(schema, table, fk.name),),
-             details={"table": table, "constraint": fk.name})
-        for table, fk in new_fks + pending)
+        Step("validate_constraint", f'validate constraint "{name}" on "{table}"',
+             (q.validate_constraint(schema, table, name),), details={"table": table, "constraint": name})
+        for table, name in added + pending)
     return Healing(tuple(steps), validations, tuple(unresolved))
+
+
+def _enums(schema: str, target: Catalog, live: Catalog, unresolved: list[str]) -> list[Step]:
+    steps = []
+    for name, labels in sorted(target.enums.items()):
+        have = live.enums.get(name)
+        if have is None:
+            steps.append(Step("create_enum", f'create missing enum "{name}"',
+                              (q.create_enum(schema, name, labels),)))
+            continue
+        missing = [label for label in labels if label not in have]
+        for label in missing:
+            at = labels.index(label)
+            after = next((x for x in reversed(labels[:at]) if x in have), None)
+            before = None if after is not None else next((x for x in labels[at + 1:] if x in have), None)
+            steps.append(Step("add_enum_value", f'add missing value {label!r} to enum "{name}"',
+                              (q.add_enum_value(schema, name, label, after=after, before=before),)))
+        kept = [x for x in have if x in labels]
+        if kept != [x for x in labels if x in have]:
+            unresolved.append(f'enum "{name}" has its values in another order than the contract')
+    return steps
 
 
 def _columns(schema: str, want: Table, got: Table, unresolved: list[str]) -> list[Step]:
@@ -67,70 +99,79 @@ def _columns(schema: str, want: Table, got: Table, unresolved: list[str]) -> lis
         if live_col.nullable != col.nullable:
             unresolved.append(f'{where}."{col.name}" is {"" if live_col.nullable else "NOT "}NULL,'
                               f' the contract says {"" if col.nullable else "NOT "}NULL')
-        if col.default is not None and live_col.default is None:
-            steps.append(Step("set_default", f'set missing default of {where}."{col.name}" to {col.default}',
+        if (live_col.identity, live_col.generated) != (col.identity, col.generated):
+            unresolved.append(f'{where}."{col.name}" is generated otherwise than the contract says')
+        elif col.default is not None and not same_default(col.default, live_col.default):
+            steps.append(Step("set_default", f'set default of {where}."{col.name}" to {col.default}'
+                              f' (was {live_col.default or "none"})',
                               (q.set_default(schema, want.name, col),)))
-        elif live_col.default != col.default:
+        elif col.default is None and live_col.default is not None:
             unresolved.append(f'{where}."{col.name}" defaults to {live_col.default},'
-                              f" the contract says {col.default or 'no default'}")
+                              " the contract has no default")
     return steps
 
 
 def _same_index(a: Index, b: Index) -> bool:
-    return (a.columns, a.unique, a.primary) == (b.columns, b.unique, b.primary)
+    return (a.definition, a.unique, a.primary) == (b.definition, b.unique, b.primary)
 
 
 def _indexes(schema: str, want: Table, got: Table | None, unresolved: list[str]) -> list[Step]:
     if got is None:  # created just now, with its primary key
-        return [Step("create_index", f'create index "{i.name}"', (q.create_index(schema, want.name, i),))
-                for i in want.indexes if not i.primary]
+        return [_create_index(schema, want.name, i) for i in want.indexes if not i.primary]
     steps = []
     contract_names = {i.name for i in want.indexes}
     for idx in want.indexes:
         live_idx = got.index(idx.name)
         if live_idx is not None:
             if not _same_index(idx, live_idx):
-                unresolved.append(f'index "{idx.name}" on "{want.name}" differs from the contract')
+                unresolved.append(f'index "{idx.name}" on "{want.name}" is {describe_index(live_idx)},'
+                                  f" the contract says {describe_index(idx)}")
             continue
-        twin = next((i for i in got.indexes if i.name not in contract_names and _same_index(i, idx)), None)
+        twin = next((i for i in got.indexes
+                     if i.name not in contract_names and i.valid and _same_index(i, idx)), None)
         if twin is not None:
             steps.append(Step("rename_index", f'rename index "{twin.name}" to "{idx.name}"',
                               (q.rename_index(schema, twin.name, idx.name),)))
-        elif idx.primary:
-            if any(i.primary for i in got.indexes):
-                unresolved.append(f'"{want.name}" has a primary key on other columns than {idx.columns}')
-            else:
-                steps.append(Step("add_primary_key", f'add primary key "{idx.name}"',
-                                  (q.add_primary_key(schema, want.name, idx),)))
+        elif idx.primary and any(i.primary for i in got.indexes):
+            unresolved.append(f'"{want.name}" has a primary key on other columns than {idx.columns}')
         else:
-            steps.append(Step("create_index", f'create missing index "{idx.name}"',
-                              (q.create_index(schema, want.name, idx),)))
+            steps.append(_create_index(schema, want.name, idx))
     return steps
 
 
-def _same_fk(a: ForeignKey, b: ForeignKey) -> bool:
-    return (a.columns, a.ref_table, a.ref_columns, a.on_delete, a.on_update) == (
-        b.columns, b.ref_table, b.ref_columns, b.on_delete, b.on_update)
+def _create_index(schema: str, table: str, idx: Index) -> Step:
+    if idx.primary:
+        return Step("add_primary_key", f'add primary key "{idx.name}"',
+                    (q.add_primary_key(schema, table, idx),))
+    if idx.constraint == "u":
+        return Step("add_unique_constraint", f'add unique constraint "{idx.name}"',
+                    (q.add_unique_constraint(schema, table, idx),))
+    return Step("create_index", f'create missing index "{idx.name}"', (q.create_index(schema, table, idx),))
 
 
-def _foreign_keys(schema: str, want: Table, got: Table | None, unresolved: list[str]
-                  ) -> tuple[list[Step], list[ForeignKey]]:
+def _constraints(schema: str, want: Table, got: Table | None, unresolved: list[str]
+                 ) -> tuple[list[Step], list[str]]:
+    """Foreign keys and CHECKs: renamed from a twin, else added NOT VALID (validated after commit)."""
     steps: list[Step] = []
-    added: list[ForeignKey] = []
-    contract_names = {f.name for f in want.foreign_keys}
-    for fk in want.foreign_keys:
-        live_fk = got.foreign_key(fk.name) if got else None
-        if live_fk is not None:
-            if not _same_fk(fk, live_fk):
-                unresolved.append(f'foreign key "{fk.name}" on "{want.name}" differs from the contract')
+    added: list[str] = []
+    wanted: list[ForeignKey | Check] = [*want.foreign_keys, *want.checks]
+    have: list[ForeignKey | Check] = [*got.foreign_keys, *got.checks] if got else []
+    names = {c.name for c in wanted}
+    for con in wanted:
+        kind = "foreign key" if isinstance(con, ForeignKey) else "check constraint"
+        live_con = next((c for c in have if c.name == con.name), None)
+        if live_con is not None:
+            if live_con.definition != con.definition:
+                unresolved.append(f'{kind} "{con.name}" on "{want.name}" is {live_con.definition},'
+                                  f" the contract says {con.definition}")
             continue
-        twin = next((f for f in (got.foreign_keys if got else ())
-                     if f.name not in contract_names and _same_fk(f, fk)), None)
+        twin = next((c for c in have if c.name not in names and c.definition == con.definition), None)
         if twin is not None:
-            steps.append(Step("rename_foreign_key", f'rename foreign key "{twin.name}" to "{fk.name}"',
-                              (q.rename_constraint(schema, want.name, twin.name, fk.name),)))
+            steps.append(Step("rename_constraint", f'rename {kind} "{twin.name}" to "{con.name}"',
+                              (q.rename_constraint(schema, want.name, twin.name, con.name),)))
             continue
-        steps.append(Step("add_foreign_key", f'add foreign key "{fk.name}" (NOT VALID, validated after)',
-                          (q.add_foreign_key(schema, want.name, fk),)))
-        added.append(fk)
+        action = "add_foreign_key" if isinstance(con, ForeignKey) else "add_check"
+        steps.append(Step(action, f'add {kind} "{con.name}" (NOT VALID, validated after)',
+                          (q.add_constraint(schema, want.name, con.name, con.definition),)))
+        added.append(con.name)
     return steps, added

@@ -15,19 +15,6 @@ from pathlib import Path
 
 from job.errors import ConfigError
 
-# Migrations the app once had and has deleted from its folder (HISTORY.md).
-# Their rows are still found in production ledgers: failed ones are closed as
-# `prisma migrate resolve --rolled-back` would, finished ones are left alone.
-RETIRED = frozenset({
-    "20251008130439_update_for_new_pricing",
-    "20251013000000_add_billing_status",
-    "20251013115957_add_billing_status",
-    "20251019164828_add_product_image_url",
-    "20251023234506_add_product_url_to_profile",
-    "20251024000500_add_price_to_product_profile",
-    "20251204205052_map_session_table_to_lowercase",
-})
-
 _PROVIDER = re.compile(r"""^\s*provider\s*=\s*["']([^"']+)["']""", re.M)
 
 
@@ -78,3 +65,13 @@ def _decode(path: Path, raw: bytes) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path} is not UTF-8 text") from None
+
+
+def same_timestamps(migrations: tuple[Migration, ...]) -> list[tuple[str, ...]]:
+    """Migrations whose names share the timestamp prefix: Prisma applies them in name order."""
+    by_stamp: dict[str, list[str]] = {}
+    for m in migrations:
+        stamp = m.name.split("_", 1)[0]
+        if stamp.isdigit():
+            by_stamp.setdefault(stamp, []).append(m.name)
+    return [tuple(names) for names in by_stamp.values() if len(names) > 1]

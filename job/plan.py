@@ -1,97 +1,142 @@
 """Planning: a pure function from what inspection found to the steps that fix it.
 
-No database here.  ``make_plan`` is called twice in a run, before the lock (to
-take the fast path when there is nothing to do) and again under the lock, so
-what is applied is planned from what is there at that moment.
+No database here.  The plan has two parts, as the runner applies them:
 
-Order inside the one transaction: schema, session tables, ledger table, failed
-ledger rows, healing of an existing partial schema, the session merge, then each
-pending migration with its ledger row.  Validation of new foreign keys follows
-after the commit, each in its own short transaction.
+- ``prepare``: one short transaction before any migration: the schema, the
+  app's repairs (``job.app_history``), the ledger table, failed ledger rows
+  closed, INVALID indexes of the contract dropped (an interrupted concurrent
+  build), and healing toward what the *recorded* migrations built (``target``),
+  never toward a migration that is still pending;
+- ``migrations``: each pending migration, in name order, as its own unit with
+  its ledger row, as `prisma migrate deploy` applies them.
+
+Foreign keys and CHECKs added by healing are validated after, each on its own.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
+from job import app_history
 from job import statements as q
 from job.errors import NeedsHuman
 from job.heal import heal
-from job.migrations import RETIRED, Migration
-from job.schemamodel import Schema
-from job.sessions import resolve, session_columns
+from job.migrations import Migration
+from job.schemamodel import Catalog
 from job.state import DatabaseState
 from job.steps import Step
 
 MIN_SERVER_VERSION = 120000
-BASELINE_SUFFIX = "_postgresql_baseline_migration"
+
 
 @dataclass(frozen=True)
 class Plan:
-    steps: tuple[Step, ...]  # one transaction
-    validations: tuple[Step, ...]  # after the commit, each on its own; a failure is reported, not fatal
+    prepare: tuple[Step, ...]  # one transaction, before any migration
+    migrations: tuple[Step, ...]  # each pending migration, a unit of its own
+    validations: tuple[Step, ...]  # after, each on its own; a failure is reported, not fatal
     notes: tuple[str, ...]  # things found and deliberately left alone
     unresolved: tuple[str, ...]  # differences from the contract the job will not change on its own
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.prepare + self.migrations
 
     @property
     def empty(self) -> bool:
         return not self.steps
 
-    def statements(self) -> list[q.Statement]:
-        return [s for step in self.steps for s in step.statements]
-
     @property
     def migrations_applied(self) -> tuple[str, ...]:
-        return tuple(s.migration for s in self.steps if s.action == "apply_migration" and s.migration)
+        return tuple(s.migration for s in self.migrations if s.migration)
 
     @property
     def ledger_rows_repaired(self) -> int:
-        return sum(1 for s in self.steps if s.action == "close_failed_row")
+        return sum(1 for s in self.prepare if s.action == "close_failed_row")
 
 
-def make_plan(state: DatabaseState, migrations: Sequence[Migration], contract: Schema,
-              new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
+EMPTY = Plan((), (), (), (), ())
+
+
+def settled(state: DatabaseState, migrations: Sequence[Migration]) -> bool:
+    """Nothing to do, judged from the ledger and a glance at the schema, without the contract.
+
+    Every migration of the folder applied, no failed row the job would close, no INVALID
+    index, app tables present, and nothing the app's history marks as worth a look.
+    """
+    if not state.schema_exists or state.ledger is None:
+        return False
+    shipped = {m.name for m in migrations}
+    if any(not state.applied(m.name) for m in migrations):
+        return False
+    if any(r.failed and (r.migration_name in shipped or r.migration_name in app_history.RETIRED)
+           for r in state.ledger):
+        return False
+    if any(not i.valid for t in state.live.values() for i in t.indexes):
+        return False
+    if not state.tables - {q.LEDGER}:  # recorded, yet no table there: worth a look
+        return False
+    return not app_history.needs_look(state)
+
+
+def heal_target(state: DatabaseState, migrations: Sequence[Migration]) -> tuple[Migration, ...]:
+    """The migrations whose end state healing aims at: those recorded, and the app's baseline rule."""
+    through = app_history.heal_through(state, migrations)
+    return tuple(m for m in migrations if state.applied(m.name) or m == through)
+
+
+def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: Catalog | None,
+              contract: Catalog | None, new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
               today: date | None = None) -> Plan:
-    _refuse_unsafe(state)
+    """``target``: what the recorded migrations built (None: not known, nothing is healed);
+    ``contract``: what the whole folder builds."""
+    refuse_unsafe(state)
     schema = state.schema
     today = today or datetime.now(UTC).date()
-    steps: list[Step] = []
-    notes: list[str] = []
+    prepare: list[Step] = []
+    notes = list(_ledger_notes(state, migrations))
 
     if not state.schema_exists:
-        steps.append(Step("create_schema", f"create schema {schema}", (q.create_schema(schema),)))
-    sessions = resolve(state, session_columns(contract), today)
-    steps += sessions.before
+        prepare.append(Step("create_schema", f"create schema {schema}", (q.create_schema(schema),)))
+    sessions = app_history.resolve(state, contract, today)
+    prepare += sessions.before
     if state.ledger is None:
-        steps.append(Step("create_ledger", "create Prisma's _prisma_migrations table",
-                          (q.create_ledger(schema),)))
-    steps += _close_failed_rows(state, migrations, notes)
+        prepare.append(Step("create_ledger", "create Prisma's _prisma_migrations table",
+                            (q.create_ledger(schema),)))
+    prepare += _close_failed_rows(state, migrations, notes)
+    dropped = _drop_invalid_indexes(state, contract)
+    prepare += dropped
 
-    ahead = _ahead(state, migrations)
-    present = contract.keys() & sessions.live.keys()
     validations: tuple[Step, ...] = ()
     unresolved: tuple[str, ...] = ()
-    if ahead:
-        notes.append(f"the ledger holds migrations newer than the job's ({', '.join(ahead)}):"
-                     " the app moved on, so its schema is not healed to the job's contract")
-    elif present:
-        healing = heal(contract, sessions.live, schema, state.unvalidated_fks)
-        steps += healing.steps
+    gone = {str(s.details["index"]) for s in dropped}
+    tables = {name: replace(t, indexes=tuple(i for i in t.indexes if i.name not in gone))
+              for name, t in sessions.live.items()}
+    live = Catalog(tables, state.catalog.enums, state.catalog.views, state.catalog.sequences)
+    if ahead(state, migrations):
+        notes.append("the ledger holds migrations newer than the folder's: the app moved on, so its schema"
+                     " is not healed back to this folder's")
+    elif target is not None:
+        healing = heal(target, live, schema, state.unvalidated)
+        prepare += healing.steps
         validations, unresolved = healing.validations, healing.unresolved
+    else:
+        notes.append("the contract is not known (its replay failed): nothing is healed")
     if sessions.merge:
-        steps.append(sessions.merge)
+        prepare.append(sessions.merge)
 
     pending = [m for m in migrations if not state.applied(m.name)]
-    if not present and not ahead:
-        steps += _reapply_baseline(migrations, contract, pending)
-    for m in pending:
-        steps.append(Step("apply_migration", f"apply {m.name}", (q.script(m.sql),), m.name))
-        steps.append(Step("record_migration", f"record {m.name} in _prisma_migrations",
-                          (q.record_migration(schema, new_id(), m.name, m.checksum),), m.name, True))
-    return Plan(tuple(steps), validations, tuple(notes), unresolved)
+    units = tuple(_migration_unit(schema, m, new_id()) for m in pending)
+    return Plan(tuple(prepare), units, validations, tuple(notes), unresolved)
+
+
+def _migration_unit(schema: str, m: Migration, row_id: str) -> Step:
+    """The ledger row started, the file as it is, the row finished: run as `prisma migrate deploy` does."""
+    return Step("apply_migration", f"apply {m.name}",
+                (q.record_started(schema, row_id, m.name, m.checksum), q.script(m.sql),
+                 q.record_finished(schema, row_id)), m.name, True, details={"row_id": row_id})
 
 
 def refuse_old_server(server_version: int) -> None:
@@ -101,7 +146,7 @@ def refuse_old_server(server_version: int) -> None:
         raise NeedsHuman(f"PostgreSQL {major} is not supported: the job needs PostgreSQL 12 or newer")
 
 
-def _refuse_unsafe(state: DatabaseState) -> None:
+def refuse_unsafe(state: DatabaseState) -> None:
     refuse_old_server(state.server_version)
     if state.in_recovery:
         raise NeedsHuman("the server is a read-only standby (in recovery): point the URL at the primary")
@@ -117,7 +162,7 @@ def _close_failed_rows(state: DatabaseState, migrations: Sequence[Migration], no
     for row in state.ledger or ():
         if not row.failed:
             continue
-        if row.migration_name in RETIRED or row.migration_name in shipped:
+        if row.migration_name in app_history.RETIRED or row.migration_name in shipped:
             steps.append(Step("close_failed_row",
                               f"mark failed ledger row of {row.migration_name} as rolled back",
                               (q.close_failed_row(state.schema, row.id),), row.migration_name, True))
@@ -127,19 +172,34 @@ def _close_failed_rows(state: DatabaseState, migrations: Sequence[Migration], no
     return steps
 
 
-def _ahead(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
-    """Applied migrations the job does not know, named after its newest one."""
-    newest = max(m.name for m in migrations)
-    known = {m.name for m in migrations} | RETIRED
+def _drop_invalid_indexes(state: DatabaseState, contract: Catalog | None) -> list[Step]:
+    """An INVALID index of the contract is what an interrupted CREATE INDEX CONCURRENTLY leaves:
+    never used by queries, and in the way of the build that runs again."""
+    if contract is None:
+        return []
+    ours = {i.name for t in contract.tables.values() for i in t.indexes}
+    return [Step("drop_invalid_index", f'drop INVALID index "{i.name}" on "{t.name}" (an interrupted'
+                 " concurrent build); it is built again", (q.drop_index(state.schema, i.name),),
+                 details={"table": t.name, "index": i.name})
+            for t in state.live.values() for i in t.indexes if not i.valid and i.name in ours]
+
+
+def ahead(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
+    """Applied migrations the folder does not have, named after its newest one."""
+    known = {m.name for m in migrations} | app_history.RETIRED
+    newest = max((m.name for m in migrations), default="")
     return sorted({r.migration_name for r in state.ledger or ()
                    if r.applied and r.migration_name not in known and r.migration_name > newest})
 
 
-def _reapply_baseline(migrations: Sequence[Migration], contract: Schema,
-                      pending: Sequence[Migration]) -> list[Step]:
-    """Recorded, yet none of its tables is there (dropped by hand): run the idempotent baseline again."""
-    baseline = next((m for m in migrations if m.name.endswith(BASELINE_SUFFIX)), None)
-    if baseline is None or baseline in pending or not contract:
-        return []
-    return [Step("reapply_baseline", f"re-run {baseline.name}: it is recorded, but none of the contract's"
-                 f" {len(contract)} tables exists", (q.script(baseline.sql),), baseline.name)]
+def _ledger_notes(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
+    """Worth knowing, not acted on: newer rows (the app moved on) and files edited after they ran."""
+    notes = []
+    if newer := ahead(state, migrations):
+        notes.append(f"the ledger holds migrations newer than the folder's ({', '.join(newer)}): left alone")
+    for m in migrations:
+        for r in state.ledger or ():
+            if r.migration_name == m.name and r.applied and r.checksum != m.checksum:
+                notes.append(f"migration {m.name} was modified after it was applied (recorded checksum"
+                             f" {r.checksum[:12]}..., the file's {m.checksum[:12]}...): not applied again")
+    return notes

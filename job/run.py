@@ -1,4 +1,5 @@
-"""One run, top to bottom: config → connect → inspect → plan → lock → re-inspect → apply → record → report.
+"""One run, top to bottom: config → connect → inspect → plan → lock → re-inspect → apply,
+migration by migration → record → verify → report.
 
 ``plan`` and ``run`` share every stage but the last, so what is shown is what is done.
 """
@@ -6,54 +7,63 @@
 from __future__ import annotations
 
 import random
+import re
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from job import app_history
+from job import statements as q
 from job.config import Config
 from job.connect import wait_for_database
-from job.contract import load_contract
-from job.database import Database, DatabaseFault
-from job.errors import ConfigError, DatabaseUnavailable, LockBusy, MigrationFailed, NeedsHuman, SchemaDrift
+from job.database import Database, DatabaseFault, ReplayFault
+from job.errors import DatabaseUnavailable, LockBusy, MigrationFailed, NeedsHuman
 from job.lock import LockWait, session_lock
-from job.migrations import Migration, load_migrations
-from job.plan import Plan, make_plan, refuse_old_server
-from job.schemamodel import Schema
-from job.statements import count_orphans
+from job.migrations import Migration, load_migrations, same_timestamps
+from job.plan import EMPTY, Plan, heal_target, make_plan, refuse_old_server, settled
+from job.schemadiff import diff_catalogs
+from job.schemamodel import Catalog
+from job.state import DatabaseState
 from job.steps import Step
-from job.verify import differences, notes
+from job.verify import ledger_differences, notes
+
+T = TypeVar("T")
+_NO_TRANSACTION_BLOCK = "25001"
+_UNDEFINED_TYPE = re.compile(r'type "([^"]+)" does not exist')
+# What the replay may refuse in a pending file that `prisma migrate deploy` would refuse too:
+# a syntax error (SQLite's AUTOINCREMENT, PRAGMA), or a type PostgreSQL does not have (DATETIME).
+_BAD_INPUT = {"42601", "42704"}
 
 
 @dataclass(frozen=True)
 class RunResult:
     plan: Plan  # what was applied (run) or would be (plan)
     applied: bool  # False for a dry run or when there was nothing to do
-    differences: tuple[str, ...] = ()  # verify's findings
-    orphans: int = 0  # rows left pointing at nothing by foreign keys that could not be validated
+    differences: tuple[str, ...] = ()  # verify's findings; after a run, the drift left
+    orphans: int = 0  # rows left pointing at nothing by constraints that could not be validated
 
 
 def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -> RunResult:
     """``mode``: "run" applies; "plan" stops before the lock; "verify" compares only."""
     migrations = load_migrations(config.migrations_dir)
-    contract = _contract(config.migrations_dir, log)
+    for names in same_timestamps(migrations):
+        log.warning("migrations.same_timestamp", migrations=list(names),
+                    note="applied in name order, as Prisma does")
     if config.target.dropped_params:
         log.info("config.url_params_ignored", params=list(config.target.dropped_params))
     db = wait_for_database(config.target, budget_s=config.connect_timeout,
                            application_name=config.application_name, log=log)
     try:
         refuse_old_server(db.server_version)
-        job = _Job(db, config, migrations, contract, log, pooled=_pooled(db, config, log))
+        job = _Job(db, config, migrations, log, pooled=_pooled(db, config, log))
         if mode == "verify":
             return job.verify(allow_extra)
         plan = job.plan()
         if mode == "plan" or plan.empty:
-            _refuse_drift(plan, log)
             return RunResult(plan, applied=False)
-        plan, orphans = job.apply()
-        _refuse_drift(plan, log)
-        return RunResult(plan, applied=not plan.empty, orphans=orphans)
+        return job.apply()
     except DatabaseFault as fault:
         if fault.retryable or fault.connection_lost:  # nothing was changed: try again later
             raise DatabaseUnavailable(f"database call failed: {fault.message}",
@@ -89,94 +99,276 @@ class _Job:
     db: Database
     config: Config
     migrations: tuple[Migration, ...]
-    contract: Schema
     log: Any
     pooled: bool
+    _replays: dict[tuple[str, ...], Catalog | None] = field(default_factory=dict)
+    committed: list[str] = field(default_factory=list)  # what this run has committed, in order
 
     @property
     def schema(self) -> str:
         return self.config.target.schema
 
-    def verify(self, allow_extra: bool) -> RunResult:
-        state = self.db.inspect(self.schema)
-        found = differences(state, self.contract, self.migrations, allow_extra=allow_extra)
-        return RunResult(Plan((), (), tuple(notes(state, self.migrations)), ()), applied=False,
-                         differences=tuple(found))
+    # --- inspect and plan -----------------------------------------------------------------------
 
-    def plan(self) -> Plan:
-        plan = make_plan(self.db.inspect(self.schema), self.migrations, self.contract)
-        for note in plan.notes:
-            self.log.warning("plan.note", note=note)
-        self.log.info("plan.ready", schema=self.schema, steps=len(plan.steps),
-                      actions=[s.action for s in plan.steps])
+    def inspect(self) -> DatabaseState:
+        return self.db.inspect(self.schema, app_history.COUNTED)
+
+    def verify(self, allow_extra: bool) -> RunResult:
+        state = self.inspect()
+        contract = self.contract(self.migrations)
+        found = [] if contract is None else diff_catalogs(contract, state.catalog,
+                                                          allowed_extra_tables=_extras(state))
+        if allow_extra:
+            found = [ln for ln in found if "unexpected " not in ln]
+        if contract is None:
+            found.append("the contract could not be built: the migrations folder does not replay")
+        found += ledger_differences(state, self.migrations)
+        return RunResult(EMPTY, applied=False, differences=tuple(found))
+
+    def plan(self, *, state: DatabaseState | None = None, announce: bool = True) -> Plan:
+        state = state or self.inspect()
+        if settled(state, self.migrations):
+            plan = Plan((), (), (), tuple(notes(state, self.migrations)), ())
+        else:
+            pending = {m.name for m in self.migrations if not state.applied(m.name)}
+            target = self.contract(heal_target(state, self.migrations), pending)  # first: one replay
+            plan = make_plan(state, self.migrations, target=target,
+                             contract=self.contract(self.migrations, pending))
+        if announce:
+            for note in plan.notes:
+                self.log.warning("plan.note", note=note)
+            for line in plan.unresolved:
+                self.log.warning("drift.found", difference=line, note="left for a human; not changed")
+            self.log.info("plan.ready", schema=self.schema, steps=len(plan.steps),
+                          actions=[s.action for s in plan.steps])
         return plan
 
-    def _transaction(self) -> Any:
+    def contract(self, migrations: Sequence[Migration], pending: frozenset[str] | set[str] = frozenset()
+                 ) -> Catalog | None:
+        """What ``migrations`` build, replayed by PostgreSQL in a scratch schema (once per run).
+
+        A pending file PostgreSQL cannot even parse (or whose types it lacks) stops the run
+        before anything is applied; any other replay failure leaves the contract unknown,
+        which only turns healing and the final check off: the migrations still run.
+        """
+        key = tuple(m.name for m in migrations)
+        if key in self._replays:
+            return self._replays[key]
+        # One replay serves both the folder and a prefix of it (the recorded migrations).
+        names = [m.name for m in self.migrations]
+        whole = key == tuple(names[:len(key)])
+        scripts = self.migrations if whole else tuple(migrations)
+        try:
+            replay = self.db.replay([(m.name, m.sql) for m in scripts],
+                                    lock_timeout_ms=int(self.config.ddl_lock_timeout * 1000),
+                                    statement_timeout_ms=int(self.config.statement_timeout * 1000),
+                                    checkpoints=(len(key),) if whole else ())
+        except ReplayFault as refused:
+            self._refuse_bad_input(refused, pending)
+            self.log.warning("contract.unavailable", migration=refused.migration,
+                             sqlstate=refused.fault.sqlstate, reason=refused.fault.message,
+                             note="migrations still run; healing and the final check are off")
+            self._replays[key] = None
+            return None
+        if replay.skipped:
+            self.log.info("contract.replay_skipped", migrations=list(replay.skipped),
+                          note="statements that run only outside a transaction and build no schema object")
+        if whole:
+            self._replays[tuple(names)] = replay.catalogs[len(scripts)]
+        self._replays[key] = replay.catalogs[len(key) if whole else len(scripts)]
+        return self._replays[key]
+
+    def _refuse_bad_input(self, refused: ReplayFault, pending: frozenset[str] | set[str]) -> None:
+        fault = refused.fault
+        if refused.migration not in pending or fault.sqlstate not in _BAD_INPUT:
+            return
+        missing = _UNDEFINED_TYPE.search(fault.message)
+        if fault.sqlstate == "42704" and (missing is None or self.db.type_exists(self.schema, missing[1])):
+            return  # the type exists where the migration will run: the scratch schema just lacks it
+        where = f"{refused.migration}/migration.sql" + (f" line {refused.line}" if refused.line else "")
+        raise MigrationFailed(f"{where}: {fault.message} (SQLSTATE {fault.sqlstate}); PostgreSQL refuses"
+                              " this file, found before anything ran: nothing applied",
+                              migration=refused.migration, sqlstate=fault.sqlstate, committed=[])
+
+    # --- apply ----------------------------------------------------------------------------------
+
+    def _transaction(self, *, statement_timeout: bool = True) -> Any:
         return self.db.transaction(schema=self.schema,
                                    lock_timeout_ms=int(self.config.ddl_lock_timeout * 1000),
-                                   statement_timeout_ms=int(self.config.statement_timeout * 1000))
+                                   statement_timeout_ms=int(self.config.statement_timeout * 1000)
+                                   if statement_timeout else 0)
 
-    def apply(self) -> tuple[Plan, int]:
-        """Under the lock: re-plan (another runner may have done the work) and apply, then validate."""
+    def apply(self) -> RunResult:
+        """Under the lock: re-inspect and re-plan (another runner may have done the work), then
+        the repairs in one transaction, each migration in its own, the validations, the check."""
         wait = LockWait(self.db, self.config.lock_timeout, self.log)  # one budget for every wait
         with nullcontext() if self.pooled else session_lock(self.db, wait, self.log):
-            plan = self._apply_with_retries(wait)
-            return plan, self._validate(plan)
+            plan = self._prepare(wait)
+            for unit in plan.migrations:
+                self._migrate(unit, wait)
+            orphans = self._validate(plan)
+            drift = self._check() if plan.migrations or plan.prepare else ()
+        if not plan.steps:
+            self.log.info("apply.nothing_left", reason="another runner applied everything meanwhile")
+        return RunResult(plan, applied=bool(plan.steps), differences=drift, orphans=orphans)
 
-    def _apply_with_retries(self, wait: LockWait) -> Plan:
-        """One transaction; rolled back and retried with backoff while tables or the lock stay busy.
+    def _prepare(self, wait: LockWait) -> Plan:
+        """The plan, made again under the lock, and its repairs committed in one transaction."""
+        if not self.pooled:
+            plan = self.plan(announce=False)
+            statements = [s for step in plan.prepare for s in step.statements]
+            if statements:
+                self._unit(Step("prepare", "the repairs", tuple(statements)), wait,
+                           lambda: self.db.execute(statements), steps=plan.prepare)
+            return plan
+        holder: list[Plan] = []
 
-        Busy tables are not waited on for longer than the DDL lock_timeout, so app
-        queries never queue behind the job for longer than that.
-        """
+        def replan_and_repair() -> None:  # behind a pooler, the lock lives only as long as this transaction
+            holder[:] = [self.plan(announce=False)]
+            self.db.execute([s for st in holder[0].prepare for s in st.statements])
+
+        started = time.monotonic()
+        self._unit(Step("prepare", "the repairs", ()), wait, replan_and_repair, steps=None, began=started)
+        plan = holder[0]
+        self._log_applied(plan.prepare, started)
+        return plan
+
+    def _unit(self, step: Step, wait: LockWait, body: Callable[[], T], *, steps: Sequence[Step] | None,
+              began: float | None = None, statement_timeout: bool = True) -> T:
+        """One transaction with bounded lock waits; rolled back and retried with backoff while
+        tables or the lock stay busy, so app queries never queue behind it for longer than the
+        DDL lock_timeout."""
         deadline = wait.started + self.config.lock_timeout
         attempt = 0
         while True:
             attempt += 1
-            plan: Plan | None = None
+            started = time.monotonic()
             try:
-                with self._transaction():
+                with self._transaction(statement_timeout=statement_timeout):
                     if self.pooled:
                         if not self.db.try_xact_lock():
                             raise _Busy
                         wait.acquired("transaction")
-                    plan = self.plan()
-                    self.db.execute(plan.statements())
+                    result = body()
             except _Busy:
                 wait.pause()
                 continue
             except DatabaseFault as fault:
-                self._retry_or_raise(fault, plan, attempt, deadline)
+                failed = _step_of(steps, fault.statement) if steps else step
+                self._retry_or_raise(fault, failed, attempt, deadline)
                 continue
-            assert plan is not None
-            if plan.empty:
-                self.log.info("apply.nothing_left", reason="another runner applied everything meanwhile")
-            for step in plan.steps:
-                event = "ledger.failed_row_closed" if step.action == "close_failed_row" else "step.applied"
-                self.log.info(event, action=step.action, migration=step.migration, summary=step.summary,
-                              **step.details)
-            return plan
+            if steps:
+                self._log_applied(steps, began or started)
+            return result
 
-    def _retry_or_raise(self, fault: DatabaseFault, plan: Plan | None, attempt: int, deadline: float
-                        ) -> None:
-        step = _step_of(plan, fault.statement)
+    def _log_applied(self, steps: Sequence[Step], started: float) -> None:
+        duration = round((time.monotonic() - started) * 1000, 1)
+        for s in steps:
+            event = "ledger.failed_row_closed" if s.action == "close_failed_row" else "step.applied"
+            self.log.info(event, action=s.action, migration=s.migration, summary=s.summary,
+                          transaction_ms=duration, **s.details)
+        if steps:
+            self.committed.append("repairs")
+
+    def _migrate(self, unit: Step, wait: LockWait) -> None:
+        """One migration file and its ledger row, as one transaction when PostgreSQL allows it."""
+        name = unit.migration or ""
+        started_row, script, finished_row = unit.statements
+        own_commit: list[bool] = []
+
+        def body() -> None:
+            if self.pooled and self.db.count(q.applied_rows(self.schema, name)):
+                own_commit.append(False)  # another runner applied it between our transactions
+                return
+            self.db.execute([started_row])
+            try:
+                self.db.execute([script])
+            except DatabaseFault as fault:
+                fault.statement = 1
+                if not self.db.in_transaction:  # the file committed, then a later statement of it failed
+                    self.committed.append(f"{name} (in part: the file committed before it failed;"
+                                          " its ledger row stays failed)")
+                raise
+            if not self.db.in_transaction:  # the file ended our transaction with a COMMIT of its own
+                own_commit.append(True)
+                self.committed.append(f"{name} (committed by the file itself)")
+            if self.db.execute([finished_row]) != 1:
+                raise DatabaseFault("the ledger row of the migration was not found to finish", statement=2)
+
+        started = time.monotonic()
+        try:
+            self._unit(unit, wait, body, steps=None, statement_timeout=False)
+        except _OutsideTransaction:
+            self._migrate_outside_transaction(unit, started)
+            return
+        if own_commit == [False]:
+            self.log.info("apply.already_applied", migration=name, reason="another runner applied it")
+            return
+        if own_commit:
+            self.log.warning("migration.committed_itself", migration=name,
+                             note="the file holds its own COMMIT: what ran before it was committed by it")
+            self.committed.pop()
+        self.committed.append(name)
+        self.log.info("step.applied", action=unit.action, migration=name, summary=unit.summary,
+                      duration_ms=round((time.monotonic() - started) * 1000, 1),
+                      transaction="own" if own_commit else "one")
+
+    def _migrate_outside_transaction(self, unit: Step, started: float) -> None:
+        """As `prisma migrate deploy` runs every file: the row marked started first (so a crash
+        fails closed), then the file as one simple query, then the row finished."""
+        name = unit.migration or ""
+        if self.pooled:
+            raise NeedsHuman(f"{name} runs only outside a transaction (e.g. CREATE INDEX CONCURRENTLY),"
+                             " and behind a transaction pooler the migration lock cannot span it: set"
+                             " DIRECT_URL to a direct connection", migration=name,
+                             committed=list(self.committed))
+        started_row, script, finished_row = unit.statements
+        self.log.info("migration.outside_transaction", migration=name,
+                      note="PostgreSQL runs it only outside a transaction block; its ledger row is marked"
+                           " started first, so a crash leaves it failed for the next run to repair")
+        self.db.execute([started_row])
+        try:
+            self.db.execute([script])
+        except DatabaseFault as fault:
+            if fault.connection_lost:
+                raise DatabaseUnavailable(f"connection lost during {name}, run outside a transaction: its"
+                                          " ledger row stays failed; the next run repairs and retries it",
+                                          committed=list(self.committed)) from None
+            self.db.execute([q.record_failure(self.schema, str(unit.details["row_id"]), fault.message)])
+            raise MigrationFailed(
+                f"{name} failed outside a transaction: {fault.message} (SQLSTATE {fault.sqlstate}); its"
+                f" ledger row stays failed; {_committed_text(self.committed)}", action=unit.action,
+                migration=name, sqlstate=fault.sqlstate, committed=list(self.committed)) from None
+        self.db.execute([finished_row])
+        self.committed.append(name)
+        self.log.info("step.applied", action=unit.action, migration=name, summary=unit.summary,
+                      duration_ms=round((time.monotonic() - started) * 1000, 1), transaction="none")
+
+    def _retry_or_raise(self, fault: DatabaseFault, step: Step, attempt: int, deadline: float) -> None:
+        committed = _committed_text(self.committed)
         if fault.connection_lost:
-            raise DatabaseUnavailable(f"connection lost during {step.action}: {fault.message};"
-                                      " the transaction was rolled back") from None
+            raise DatabaseUnavailable(f"connection lost during {step.summary}: {fault.message}; its"
+                                      f" transaction was rolled back; {committed}",
+                                      committed=list(self.committed)) from None
+        if fault.sqlstate == _NO_TRANSACTION_BLOCK and step.action == "apply_migration" \
+                and fault.statement == 1:
+            raise _OutsideTransaction
         if not fault.retryable:
             raise MigrationFailed(f"{step.summary} failed: {fault.message} (SQLSTATE {fault.sqlstate});"
-                                  " rolled back, nothing applied", action=step.action,
-                                  migration=step.migration, sqlstate=fault.sqlstate) from None
+                                  f" rolled back; {committed}", action=step.action,
+                                  migration=step.migration, sqlstate=fault.sqlstate,
+                                  committed=list(self.committed)) from None
         delay = min(0.2 * 2 ** attempt, 5.0) * random.uniform(0.5, 1.5)
         if time.monotonic() + delay >= deadline:
             raise LockBusy(f"tables stayed locked by other sessions until the lock budget ran out"
-                           f" ({fault.message}); rolled back, nothing applied", attempts=attempt) from None
+                           f" ({fault.message}) during {step.summary}; rolled back; {committed}",
+                           attempts=attempt, committed=list(self.committed)) from None
         self.log.warning("apply.retry", attempt=attempt, delay_s=round(delay, 2), action=step.action,
-                         sqlstate=fault.sqlstate, reason=fault.message)
+                         migration=step.migration, sqlstate=fault.sqlstate, reason=fault.message)
         time.sleep(delay)
 
     def _validate(self, plan: Plan) -> int:
-        """VALIDATE each new foreign key in its own short transaction; count and report what stops it."""
+        """VALIDATE each new constraint in its own short transaction; count and report what stops it."""
         orphans = 0
         for step in plan.validations:
             table, name = str(step.details["table"]), str(step.details["constraint"])
@@ -191,42 +383,47 @@ class _Job:
             except DatabaseFault as fault:
                 if fault.connection_lost:
                     raise
-                fk = next(f for f in self.contract[table].foreign_keys if f.name == name)
-                count = self.db.count(count_orphans(self.schema, table, fk))
+                live = self.inspect().live.get(table)
+                fk = live.foreign_key(name) if live else None
+                count = self.db.count(q.count_orphans(self.schema, table, fk)) if fk else 0
                 orphans += count
                 self.log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
                                  orphan_rows=count, sqlstate=fault.sqlstate, reason=fault.message,
-                                 note="new writes are checked; existing rows that point at nothing are kept")
+                                 note="new writes are checked; existing rows that break it are kept")
         return orphans
 
+    def _check(self) -> tuple[str, ...]:
+        """After everything: the schema against what the whole folder builds (drift is reported,
+        never fatal: `prisma migrate deploy` would not stop on it either; `verify` exits 8)."""
+        contract = self.contract(self.migrations)
+        if contract is None:
+            return ()
+        state = self.inspect()
+        drift = tuple(diff_catalogs(contract, state.catalog, allowed_extra_tables=_extras(state)))
+        if drift:
+            self.log.warning("drift.remaining", differences=list(drift),
+                             note="the schema differs from what the migrations build; see `db-init verify`")
+        return drift
 
-def _step_of(plan: Plan | None, statement: int | None) -> Step:
-    if plan is None or not plan.steps:
+
+class _OutsideTransaction(Exception):
+    """PostgreSQL refused the file inside a transaction block: run it as Prisma does."""
+
+
+def _committed_text(committed: Sequence[str]) -> str:
+    return f"committed before it: {', '.join(committed)}" if committed else "nothing was applied"
+
+
+def _extras(state: DatabaseState) -> frozenset[str]:
+    return frozenset(t for t in state.live if t == q.LEDGER or app_history.is_kept_copy(t))
+
+
+def _step_of(steps: Sequence[Step] | None, statement: int | None) -> Step:
+    if not steps:
         return Step("prepare", "preparing the transaction", ())
     index = statement or 0
-    for step in plan.steps:
+    for step in steps:
         if index < len(step.statements):
             return step
         index -= len(step.statements)
-    return plan.steps[-1]
-
-
-def _refuse_drift(plan: Plan, log: Any) -> None:
-    if not plan.unresolved:
-        return
-    log.error("drift.found", differences=list(plan.unresolved))
-    raise SchemaDrift(f"{len(plan.unresolved)} difference(s) from the contract that the job does not"
-                      f" change on its own: {'; '.join(plan.unresolved[:3])}"
-                      f"{' ...' if len(plan.unresolved) > 3 else ''}")
-
-
-def _contract(migrations_dir: Path, log: Any) -> Schema:
-    schema_file = migrations_dir.parent / "schema.prisma"
-    if not schema_file.is_file():
-        log.warning("contract.missing", path=str(schema_file),
-                    note="without the contract, a partial schema is neither healed nor verified")
-        return {}
-    try:
-        return load_contract(schema_file)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the contract {schema_file}: {exc}") from None
+    return steps[-1]

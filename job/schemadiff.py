@@ -1,24 +1,76 @@
-"""Every difference between two Schemas, one human-readable line each.
+"""The one diff engine: every difference between two catalogs, one human-readable line each.
 
-Columns, indexes and foreign keys are matched by name, so their order in the
-Table tuples does not count: PostgreSQL cannot reorder columns, and a column
-added later by ALTER TABLE is still the column the contract asks for.
+Both sides come from the same catalog queries, so most things compare with
+``==``.  Columns, indexes and constraints are matched by name, so their order
+does not count: PostgreSQL cannot reorder columns, and a column added later by
+ALTER TABLE is still the column the contract asks for.  Defaults compare by
+meaning (``same_default``): ``now()`` and ``CURRENT_TIMESTAMP`` are one default.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from job.schemamodel import Column, ForeignKey, Index, Schema, Table
+from job.schemamodel import Catalog, Check, Column, ForeignKey, Index, Table
 
-_Named = TypeVar("_Named", Column, Index, ForeignKey)
+_Named = TypeVar("_Named", Column, Index, ForeignKey, Check)
+
+# Spellings PostgreSQL keeps apart that mean the same default: the transaction's start time.
+_NOW = {"now()", "CURRENT_TIMESTAMP", "transaction_timestamp()"}
+# A constant with the cast the parser adds to it: 'a'::text, '-1'::integer, 'x'::character varying.
+_CAST_CONSTANT = re.compile(r"^\(?('(?:[^']|'')*')\)?::[\w \"\.\[\]\(\),]+$")
+_NUMBER = re.compile(r"^'(-?\d+(?:\.\d+)?)'$")
 
 
-def diff_schemas(
-    expected: Schema, actual: Schema, *, allowed_extra_tables: frozenset[str] = frozenset()
-) -> list[str]:
-    """Lines sorted by table, then columns, indexes, foreign keys; [] when identical."""
+def _normal_default(default: str | None) -> str | None:
+    if default is None:
+        return None
+    text = default.strip()
+    if text in _NOW:
+        return "now()"
+    m = _CAST_CONSTANT.match(text)
+    if m:
+        text = m.group(1)
+    number = _NUMBER.match(text)
+    return number.group(1) if number else text
+
+
+def same_default(a: str | None, b: str | None) -> bool:
+    """Equal by meaning on the same column: a differing spelling of one constant is no difference."""
+    return _normal_default(a) == _normal_default(b)
+
+
+def diff_catalogs(expected: Catalog, actual: Catalog, *,
+                  allowed_extra_tables: frozenset[str] = frozenset()) -> list[str]:
+    """Lines sorted by kind and name; [] when the two are the same."""
+    lines: list[str] = []
+    for name in sorted(expected.enums.keys() | actual.enums.keys()):
+        want, got = expected.enums.get(name), actual.enums.get(name)
+        if want is None:
+            lines.append(f'unexpected enum "{name}" ({", ".join(got or ())})')
+        elif got is None:
+            lines.append(f'missing enum "{name}" ({", ".join(want)})')
+        elif want != got:
+            lines.append(f'enum "{name}": values expected ({", ".join(want)}), found ({", ".join(got)})')
+    for name in sorted(expected.sequences ^ actual.sequences):
+        lines.append(f'{"missing" if name in expected.sequences else "unexpected"} sequence "{name}"')
+    lines += diff_schemas(expected.tables, actual.tables, allowed_extra_tables=allowed_extra_tables)
+    for name in sorted(expected.views.keys() | actual.views.keys()):
+        want_view, got_view = expected.views.get(name), actual.views.get(name)
+        if want_view is None:
+            lines.append(f'unexpected view "{name}"')
+        elif got_view is None:
+            lines.append(f'missing view "{name}"')
+        elif " ".join(want_view.split()) != " ".join(got_view.split()):
+            lines.append(f'view "{name}": definition differs')
+    return lines
+
+
+def diff_schemas(expected: dict[str, Table], actual: dict[str, Table], *,
+                 allowed_extra_tables: frozenset[str] = frozenset()) -> list[str]:
+    """Tables only: sorted by table, then columns, indexes, foreign keys, checks."""
     lines: list[str] = []
     for name in sorted(expected.keys() | actual.keys()):
         want, got = expected.get(name), actual.get(name)
@@ -35,9 +87,10 @@ def diff_schemas(
 def _diff_table(want: Table, got: Table) -> list[str]:
     where = f'table "{want.name}"'
     return (
-        _diff_items(where, "column", want.columns, got.columns, _column_changes, _describe_column)
-        + _diff_items(where, "index", want.indexes, got.indexes, _index_changes, _describe_index)
+        _diff_items(where, "column", want.columns, got.columns, column_changes, describe_column)
+        + _diff_items(where, "index", want.indexes, got.indexes, _index_changes, describe_index)
         + _diff_items(where, "foreign key", want.foreign_keys, got.foreign_keys, _fk_changes, _describe_fk)
+        + _diff_items(where, "check", want.checks, got.checks, _check_changes, _describe_check)
     )
 
 
@@ -77,36 +130,47 @@ def _default(default: str | None) -> str:
     return "no default" if default is None else default
 
 
-def _column_changes(want: Column, got: Column) -> list[str]:
+def column_changes(want: Column, got: Column) -> list[str]:
+    default = [] if same_default(want.default, got.default) else [
+        f"default expected {_default(want.default)}, found {_default(got.default)}"]
     return (
         _mismatch("type", want.type, got.type)
         + _mismatch("nullability", _nullability(want.nullable), _nullability(got.nullable))
-        + _mismatch("default", _default(want.default), _default(got.default))
+        + default
+        + _mismatch("identity", want.identity or "none", got.identity or "none")
+        + _mismatch("generated", want.generated or "none", got.generated or "none")
     )
 
 
-def _describe_column(c: Column) -> str:
+def describe_column(c: Column) -> str:
     default = "" if c.default is None else f" DEFAULT {c.default}"
-    return f"{c.type} {_nullability(c.nullable)}{default}"
+    identity = f" GENERATED {c.identity} AS IDENTITY" if c.identity else ""
+    return f"{c.type} {_nullability(c.nullable)}{default}{identity}"
 
 
-def _describe_index(i: Index) -> str:
+def describe_index(i: Index) -> str:
     kind = "PRIMARY KEY" if i.primary else "UNIQUE" if i.unique else "INDEX"
-    if i.primary and not i.unique:  # not in PostgreSQL, but then still a difference
-        kind += " NOT UNIQUE"
-    return f"{kind} ({', '.join(i.columns)})"
+    shape = i.definition or f"({', '.join(i.columns)})"
+    return f"{kind} {shape}" + ("" if i.valid else " INVALID")
 
 
 def _index_changes(want: Index, got: Index) -> list[str]:
-    return _mismatch("definition", _describe_index(want), _describe_index(got))
+    return _mismatch("definition", describe_index(want), describe_index(got))
 
 
 def _describe_fk(k: ForeignKey) -> str:
-    return (
+    return k.definition or (
         f"({', '.join(k.columns)}) REFERENCES \"{k.ref_table}\" ({', '.join(k.ref_columns)})"
-        f" ON DELETE {k.on_delete} ON UPDATE {k.on_update}"
-    )
+        f" ON DELETE {k.on_delete} ON UPDATE {k.on_update}")
 
 
 def _fk_changes(want: ForeignKey, got: ForeignKey) -> list[str]:
     return _mismatch("definition", _describe_fk(want), _describe_fk(got))
+
+
+def _describe_check(c: Check) -> str:
+    return c.definition
+
+
+def _check_changes(want: Check, got: Check) -> list[str]:
+    return _mismatch("definition", want.definition, got.definition)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from job.schemamodel import Schema
+from job.schemamodel import Catalog, Schema
 
 
 @dataclass(frozen=True)
@@ -40,14 +40,18 @@ class DatabaseState:
     tables: frozenset[str]  # ordinary and partitioned tables in the target schema
     relations: frozenset[str]  # every relation name in the schema (tables, indexes, sequences...)
     ledger: tuple[LedgerRow, ...] | None  # None: no _prisma_migrations table
-    # The tables of the schema in detail, as the catalog has them.
-    live: Schema = field(default_factory=dict)
-    # Foreign keys added NOT VALID and not validated yet (orphan rows, or validation pending).
-    unvalidated_fks: frozenset[str] = frozenset()
-    # Row counts, read only for the tables the planner must weigh (the two session tables).
+    # The schema in detail, as the catalog has it.
+    catalog: Catalog = field(default_factory=Catalog)
+    # Constraints added NOT VALID and not validated yet (orphan rows, or validation pending).
+    unvalidated: frozenset[str] = frozenset()
+    # Row counts, read only for the tables the planner must weigh (the app's hook names them).
     row_counts: tuple[tuple[str, int], ...] = ()
-    # Ids present in both "session" and "Session", when both exist.
-    shared_session_ids: int = 0
+    # Ids present in both weighed tables, when both exist.
+    shared_ids: int = 0
+
+    @property
+    def live(self) -> Schema:
+        return self.catalog.tables
 
     def rows_in(self, table: str) -> int | None:
         return dict(self.row_counts).get(table)

@@ -6,6 +6,7 @@ parameters), never string formatting.  Nothing here executes anything.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from psycopg import sql
@@ -89,6 +90,39 @@ def transaction_settings(schema: str, lock_timeout_ms: int, statement_timeout_ms
              sql.Literal(sql.Identifier(schema).as_string()))
 
 
+BEGIN = sql.SQL("BEGIN")
+ROLLBACK = sql.SQL("ROLLBACK")
+SAVEPOINT = sql.SQL("SAVEPOINT db_init_replay")
+ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay")
+RELEASE_SAVEPOINT = sql.SQL("RELEASE SAVEPOINT db_init_replay")
+TEMP_NAMESPACE = sql.SQL("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()")
+# Scratch schemas of replays whose backend is gone (a replay names its schema after its backend pid).
+STALE_SCRATCH = sql.SQL("""
+SELECT nspname FROM pg_namespace
+WHERE starts_with(nspname, %(prefix)s)
+  AND substr(nspname, length(%(prefix)s) + 1) !~ '[^0-9]'
+  AND substr(nspname, length(%(prefix)s) + 1)::int NOT IN (SELECT pid FROM pg_stat_activity)
+""")
+_CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
+
+
+TYPE_EXISTS = sql.SQL("SELECT to_regtype(%(name)s) IS NOT NULL")
+
+
+def replay_settings(lock_timeout_ms: int, statement_timeout_ms: int) -> sql.Composed:
+    return sql.SQL("SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)"
+                   ).format(sql.Literal(f"{lock_timeout_ms}ms"), sql.Literal(f"{statement_timeout_ms}ms"))
+
+
+def without_concurrently(text: str) -> str:
+    """For the replay only, on empty scratch tables: the same index, built inside the transaction."""
+    return _CONCURRENTLY.sub("", text)
+
+
+def drop_schema(schema: str) -> sql.Composed:
+    return sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+
+
 def create_schema(schema: str) -> sql.Composed:
     return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
 
@@ -114,15 +148,30 @@ def close_failed_row(schema: str, row_id: str) -> sql.Composed:
         sql.Identifier(schema, LEDGER), sql.Literal(row_id))
 
 
-def record_migration(schema: str, row_id: str, name: str, checksum: str) -> sql.Composed:
-    # What a successful `prisma migrate deploy` leaves: logs NULL, one applied step.
-    # started_at is the transaction's start, finished_at the moment of recording.
+def record_started(schema: str, row_id: str, name: str, checksum: str) -> sql.Composed:
+    # What `prisma migrate deploy` writes before it runs a file (record_migration_started).
     return sql.SQL(
         "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, rolled_back_at,"
-        " started_at, applied_steps_count) VALUES ({}, {}, clock_timestamp(), {}, NULL, NULL,"
-        " now(), 1)"
+        " started_at, applied_steps_count) VALUES ({}, {}, NULL, {}, NULL, NULL, clock_timestamp(), 0)"
     ).format(sql.Identifier(schema, LEDGER), sql.Literal(row_id), sql.Literal(checksum),
              sql.Literal(name))
+
+
+def record_finished(schema: str, row_id: str) -> sql.Composed:
+    # And after it ran: one applied step, finished now (record_successful_step + record_finished).
+    return sql.SQL("UPDATE {} SET applied_steps_count = 1, finished_at = clock_timestamp()"
+                   " WHERE id = {}").format(sql.Identifier(schema, LEDGER), sql.Literal(row_id))
+
+
+def record_failure(schema: str, row_id: str, logs: str) -> sql.Composed:
+    # A file that failed outside a transaction: its row stays failed, with the error, as Prisma leaves it.
+    return sql.SQL("UPDATE {} SET logs = {} WHERE id = {}").format(
+        sql.Identifier(schema, LEDGER), sql.Literal(logs), sql.Literal(row_id))
+
+
+def applied_rows(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("SELECT count(*) FROM {} WHERE migration_name = {} AND finished_at IS NOT NULL"
+                   " AND rolled_back_at IS NULL").format(sql.Identifier(schema, LEDGER), sql.Literal(name))
 
 
 def rename_table(schema: str, old: str, new: str) -> sql.Composed:
@@ -139,10 +188,14 @@ def script(text: str) -> sql.SQL:
     return sql.SQL(text)
 
 
-# The live shape of one schema's tables, for verification (job.catalog turns rows into Tables).
+# --- the catalog of one schema ----------------------------------------------------------------
+# Read with search_path set to that schema (Database.describe), so names and expressions that
+# PostgreSQL renders read the same for the live schema and for the contract's scratch schema.
 DESCRIBE_COLUMNS = sql.SQL("""
 SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid)
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+       CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' ELSE '' END,
+       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -153,8 +206,14 @@ ORDER BY c.relname, a.attnum
 
 DESCRIBE_INDEXES = sql.SQL("""
 SELECT t.relname, i.relname, x.indisunique, x.indisprimary,
-       ARRAY(SELECT a.attname::text FROM unnest(x.indkey) WITH ORDINALITY k(attnum, ord)
-             JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum ORDER BY k.ord)
+       ARRAY(SELECT coalesce(a.attname::text, '') FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
+             LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+             WHERE k.ord <= x.indnkeyatts ORDER BY k.ord),
+       pg_get_indexdef(x.indexrelid), quote_ident(n.nspname) || '.' || quote_ident(t.relname),
+       coalesce((SELECT k.contype::text FROM pg_constraint k
+                 WHERE k.conindid = x.indexrelid AND k.conrelid = t.oid AND k.contype IN ('p', 'u', 'x')
+                 LIMIT 1), ''),
+       x.indisvalid
 FROM pg_index x
 JOIN pg_class t ON t.oid = x.indrelid
 JOIN pg_class i ON i.oid = x.indexrelid
@@ -163,35 +222,66 @@ WHERE n.nspname = %(schema)s AND t.relkind IN ('r', 'p')
 ORDER BY t.relname, i.relname
 """)
 
-DESCRIBE_FOREIGN_KEYS = sql.SQL("""
-SELECT t.relname, k.conname, r.relname,
+DESCRIBE_CONSTRAINTS = sql.SQL("""
+SELECT t.relname, k.conname, k.contype::text, pg_get_constraintdef(k.oid), k.convalidated, r.relname,
        ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum ORDER BY u.ord),
        ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum ORDER BY u.ord),
-       k.confdeltype::text, k.confupdtype::text, k.convalidated
+       k.confdeltype::text, k.confupdtype::text
 FROM pg_constraint k
 JOIN pg_class t ON t.oid = k.conrelid
-JOIN pg_class r ON r.oid = k.confrelid
+LEFT JOIN pg_class r ON r.oid = k.confrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
-WHERE n.nspname = %(schema)s AND k.contype = 'f'
+WHERE n.nspname = %(schema)s AND k.contype IN ('f', 'c') AND t.relkind IN ('r', 'p')
 ORDER BY t.relname, k.conname
 """)
 
+DESCRIBE_ENUMS = sql.SQL("""
+SELECT t.typname, ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid
+                        ORDER BY e.enumsortorder)
+FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+WHERE n.nspname = %(schema)s AND t.typtype = 'e'
+ORDER BY t.typname
+""")
 
-# --- healing: DDL from the contract ----------------------------------------------------------
-# Types and defaults come from job.contract, which spells them as PostgreSQL renders them;
-# only this fixed set of types may be written into DDL.
-CONTRACT_TYPES = frozenset({"text", "integer", "bigint", "double precision", "boolean",
-                            "timestamp(3) without time zone", "jsonb", "text[]"})
+DESCRIBE_VIEWS = sql.SQL("""
+SELECT c.relname, CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END || ': '
+       || pg_get_viewdef(c.oid, true)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind IN ('v', 'm')
+ORDER BY c.relname
+""")
 
+DESCRIBE_SEQUENCES = sql.SQL("""
+SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind = 'S' ORDER BY c.relname
+""")
+
+DESCRIBE = (DESCRIBE_COLUMNS, DESCRIBE_INDEXES, DESCRIBE_CONSTRAINTS, DESCRIBE_ENUMS, DESCRIBE_VIEWS,
+            DESCRIBE_SEQUENCES)
+
+
+def local_search_path(schema: str) -> sql.Composed:
+    """For the rest of the transaction, resolve and render names relative to ``schema``."""
+    return sql.SQL("SELECT set_config('search_path', {}, true)").format(
+        sql.Literal(sql.Identifier(schema).as_string()))
+
+
+# --- healing: DDL from the contract's catalog ------------------------------------------------
+# Types, defaults, index and constraint definitions are text that PostgreSQL itself rendered
+# when it read the contract's scratch schema (never text a person or a parser wrote), so they
+# are composed as SQL fragments; every name is an Identifier.
 
 def _column_definition(column: Column) -> sql.Composed:
-    if column.type not in CONTRACT_TYPES:
-        raise ValueError(f"type {column.type!r} is not one the job writes")
     parts: list[sql.Composable] = [sql.Identifier(column.name), sql.SQL(column.type)]
+    if column.identity:
+        parts.append(sql.SQL(f"GENERATED {'ALWAYS' if column.identity == 'ALWAYS' else 'BY DEFAULT'}"
+                             " AS IDENTITY"))
     if column.default is not None:
         parts += [sql.SQL("DEFAULT"), sql.SQL(column.default)]
+    if column.generated is not None:
+        parts.append(sql.SQL("GENERATED ALWAYS AS ({}) STORED").format(sql.SQL(column.generated)))
     if not column.nullable:
         parts.append(sql.SQL("NOT NULL"))
     return sql.SQL(" ").join(parts)
@@ -223,26 +313,54 @@ def add_primary_key(schema: str, table: str, index: Index) -> sql.Composed:
         sql.SQL(", ").join(map(sql.Identifier, index.columns)))
 
 
+def add_unique_constraint(schema: str, table: str, index: Index) -> sql.Composed:
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} UNIQUE ({})").format(
+        sql.Identifier(schema, table), sql.Identifier(index.name),
+        sql.SQL(", ").join(map(sql.Identifier, index.columns)))
+
+
 def create_index(schema: str, table: str, index: Index) -> sql.Composed:
-    return sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} ({})").format(
+    return sql.SQL("CREATE {}INDEX IF NOT EXISTS {} ON {} USING {}").format(
         sql.SQL("UNIQUE " if index.unique else ""), sql.Identifier(index.name),
-        sql.Identifier(schema, table), sql.SQL(", ").join(map(sql.Identifier, index.columns)))
+        sql.Identifier(schema, table), sql.SQL(index.definition))
 
 
-_ACTIONS = frozenset({"CASCADE", "SET NULL", "SET DEFAULT", "RESTRICT", "NO ACTION"})
+def drop_index(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, name))
 
 
-def add_foreign_key(schema: str, table: str, fk: ForeignKey) -> sql.Composed:
+def add_constraint(schema: str, table: str, name: str, definition: str) -> sql.Composed:
     """NOT VALID: existing rows are not checked (short lock); VALIDATE follows in its own step."""
-    if not {fk.on_delete, fk.on_update} <= _ACTIONS:
-        raise ValueError(f"unknown referential action in {fk.name}")
-    return sql.SQL(
-        "ALTER TABLE {} ADD CONSTRAINT {} FOREIGN KEY ({}) REFERENCES {} ({})"
-        " ON DELETE {} ON UPDATE {} NOT VALID").format(
-        sql.Identifier(schema, table), sql.Identifier(fk.name),
-        sql.SQL(", ").join(map(sql.Identifier, fk.columns)), sql.Identifier(schema, fk.ref_table),
-        sql.SQL(", ").join(map(sql.Identifier, fk.ref_columns)), sql.SQL(fk.on_delete),
-        sql.SQL(fk.on_update))
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
+        sql.Identifier(schema, table), sql.Identifier(name), sql.SQL(definition))
+
+
+def create_enum(schema: str, name: str, labels: Sequence[str]) -> sql.Composed:
+    return sql.SQL("CREATE TYPE {} AS ENUM ({})").format(
+        sql.Identifier(schema, name), sql.SQL(", ").join(map(sql.Literal, labels)))
+
+
+def add_enum_value(schema: str, name: str, label: str, *, after: str | None, before: str | None
+                   ) -> sql.Composed:
+    """A missing label, placed where the contract has it (ALTER TYPE ... ADD VALUE: PostgreSQL 12+
+    allows it in a transaction; the new value is usable once the transaction commits)."""
+    position: sql.Composable = sql.SQL("")
+    if after is not None:
+        position = sql.SQL(" AFTER {}").format(sql.Literal(after))
+    elif before is not None:
+        position = sql.SQL(" BEFORE {}").format(sql.Literal(before))
+    return sql.SQL("ALTER TYPE {} ADD VALUE IF NOT EXISTS {}{}").format(
+        sql.Identifier(schema, name), sql.Literal(label), position)
+
+
+def create_sequence(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("CREATE SEQUENCE IF NOT EXISTS {}").format(sql.Identifier(schema, name))
+
+
+def create_view(schema: str, name: str, definition: str) -> sql.Composed:
+    kind, _, body = definition.partition(": ")
+    return sql.SQL("CREATE {} {} AS {}").format(sql.SQL(kind), sql.Identifier(schema, name),
+                                                sql.SQL(body.rstrip().rstrip(";")))
 
 
 def validate_constraint(schema: str, table: str, name: str) -> sql.Composed:

@@ -8,23 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from job.contract import load_contract
+from catalogjson import load_contract
+
+from job.app_history import BASELINE as BASELINE_NAME
+from job.app_history import RETIRED
 from job.errors import NeedsHuman
-from job.migrations import RETIRED, load_migrations
-from job.plan import Plan, make_plan
-from job.schemamodel import Schema, Table
+from job.migrations import load_migrations
+from job.plan import Plan, heal_target, make_plan, settled
+from job.schemamodel import Catalog, Schema, Table
 from job.state import DatabaseState, LedgerRow
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = load_migrations(ROOT / "prisma" / "migrations")
-CONTRACT = load_contract(ROOT / "prisma" / "schema.prisma")
+CONTRACT = load_contract().tables
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TODAY = date(2026, 11, 22)
 BASELINE, FIX = (m.name for m in MIGRATIONS)
+assert BASELINE == BASELINE_NAME
 
 
 def row(name: str, *, finished: bool = True, rolled_back: bool = False) -> LedgerRow:
-    return LedgerRow(id=f"id-{name}", migration_name=name, checksum="0" * 64, started_at=NOW,
+    checksum = next((m.checksum for m in MIGRATIONS if m.name == name), "0" * 64)
+    return LedgerRow(id=f"id-{name}", migration_name=name, checksum=checksum, started_at=NOW,
                      finished_at=NOW if finished else None, rolled_back_at=NOW if rolled_back else None,
                      applied_steps_count=1 if finished else 0)
 
@@ -33,8 +38,13 @@ def state_with(live: Schema, **kw: object) -> DatabaseState:
     names = frozenset(live)
     relations = names | {i.name for t in live.values() for i in t.indexes}
     base = DatabaseState(server_version=160002, in_recovery=False, read_only=False, schema="public",
-                         schema_exists=True, tables=names, relations=relations, ledger=None, live=live)
+                         schema_exists=True, tables=names, relations=relations, ledger=None,
+                         catalog=Catalog(live))
     return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def with_live(state: DatabaseState, live: Schema) -> DatabaseState:
+    return replace(state, catalog=Catalog(live), tables=frozenset(live))
 
 
 def lowercase(table: Table) -> Table:
@@ -48,7 +58,9 @@ FIXED = state_with(dict(CONTRACT), ledger=(row(BASELINE), row(FIX)))
 
 
 def plan_of(state: DatabaseState) -> Plan:
-    return make_plan(state, MIGRATIONS, CONTRACT, today=TODAY)
+    """As the runner plans: healing aims at what the recorded migrations (or the baseline rule) built."""
+    target = Catalog(CONTRACT) if BASELINE in {m.name for m in heal_target(state, MIGRATIONS)} else Catalog()
+    return make_plan(state, MIGRATIONS, target=target, contract=Catalog(CONTRACT), today=TODAY)
 
 
 def actions(state: DatabaseState) -> list[str]:
@@ -56,17 +68,38 @@ def actions(state: DatabaseState) -> list[str]:
 
 
 def test_empty_database_gets_ledger_and_both_migrations() -> None:
-    assert actions(EMPTY) == ["create_ledger", "apply_migration", "record_migration",
-                              "apply_migration", "record_migration"]
+    assert actions(EMPTY) == ["create_ledger", "apply_migration", "apply_migration"]
 
 
 def test_missing_schema_is_created_first() -> None:
     assert actions(replace(EMPTY, schema="shop_app", schema_exists=False))[0] == "create_schema"
 
 
-def test_fixed_database_needs_nothing() -> None:
+def test_fixed_database_needs_nothing_and_is_settled_without_the_contract() -> None:
     plan = plan_of(FIXED)
     assert plan.empty and plan.notes == () and plan.unresolved == () and plan.validations == ()
+    assert settled(FIXED, MIGRATIONS)
+
+
+@pytest.mark.parametrize("state", [
+    replace(FIXED, ledger=(row(BASELINE),)),
+    replace(FIXED, ledger=(row(BASELINE), row(FIX), row("20251008130439_update_for_new_pricing", finished=False))),
+    replace(FIXED, ledger=(row(BASELINE), row(FIX)), tables=frozenset({"_prisma_migrations"})),
+    replace(FIXED, tables=FIXED.tables | {"session"}),
+    replace(FIXED, schema_exists=False),
+    replace(FIXED, ledger=None),
+], ids=["pending", "failed_retired_row", "no_tables", "session_beside_Session", "no_schema", "no_ledger"])
+def test_anything_worth_a_look_is_not_settled(state: DatabaseState) -> None:
+    assert not settled(state, MIGRATIONS)
+
+
+def test_the_app_model_named_session_is_left_alone() -> None:
+    """A Shopify app whose own model is "session": the contract has "session", nothing is renamed."""
+    mine = {"session": lowercase(CONTRACT["Session"])}
+    state = state_with(mine, ledger=(row(BASELINE), row(FIX)), row_counts=(("session", 3),))
+    assert settled(state, MIGRATIONS)
+    plan = make_plan(state, MIGRATIONS, target=Catalog(mine), contract=Catalog(mine), today=TODAY)
+    assert plan.empty and plan.unresolved == ()
 
 
 def test_sqlite_era_failed_row_is_closed_then_everything_applied() -> None:
@@ -83,7 +116,7 @@ def test_lowercase_session_is_renamed_before_anything_else() -> None:
     state = state_with(live, ledger=(row(BASELINE), row("20251204205052_map_session_table_to_lowercase")),
                        row_counts=(("session", 25),))
     plan = plan_of(state)
-    assert [s.action for s in plan.steps] == ["rename_session_table", "apply_migration", "record_migration"]
+    assert [s.action for s in plan.steps] == ["rename_session_table", "apply_migration"]
     text = plan.steps[0].sql_text()
     assert 'ALTER TABLE "public"."session" RENAME TO "Session"' in text
     assert 'ALTER INDEX "public"."session_pkey" RENAME TO "Session_pkey"' in text
@@ -92,7 +125,7 @@ def test_lowercase_session_is_renamed_before_anything_else() -> None:
 
 def with_both(lower_rows: int, upper_rows: int, shared: int = 0) -> DatabaseState:
     live = dict(CONTRACT) | {"session": lowercase(CONTRACT["Session"])}
-    return state_with(live, ledger=(row(BASELINE), row(FIX)), shared_session_ids=shared,
+    return state_with(live, ledger=(row(BASELINE), row(FIX)), shared_ids=shared,
                       row_counts=(("session", lower_rows), ("Session", upper_rows)))
 
 
@@ -149,7 +182,7 @@ def test_index_under_another_name_is_renamed_not_duplicated() -> None:
     session = CONTRACT["Session"]
     odd = replace(session, indexes=tuple(replace(i, name="shop_lookup") if not i.primary else i
                                          for i in session.indexes))
-    plan = plan_of(replace(FIXED, live=dict(CONTRACT) | {"Session": odd}))
+    plan = plan_of(with_live(FIXED, dict(CONTRACT) | {"Session": odd}))
     assert [s.action for s in plan.steps] == ["rename_index"]
 
 
@@ -157,7 +190,7 @@ def test_wrong_type_and_nullability_are_reported_not_rewritten() -> None:
     session = CONTRACT["Session"]
     cols = tuple(replace(c, type="text") if c.name == "expires" else
                  replace(c, nullable=True) if c.name == "shop" else c for c in session.columns)
-    plan = plan_of(replace(FIXED, live=dict(CONTRACT) | {"Session": replace(session, columns=cols)}))
+    plan = plan_of(with_live(FIXED, dict(CONTRACT) | {"Session": replace(session, columns=cols)}))
     assert plan.empty
     assert len(plan.unresolved) == 2
     assert any('"expires" is text' in u for u in plan.unresolved)
@@ -172,26 +205,47 @@ def test_rows_ahead_of_the_job_are_left_alone() -> None:
 
 
 def test_ahead_database_is_not_healed_to_an_older_contract() -> None:
-    state = replace(FIXED, ledger=(*(FIXED.ledger or ()), row("20260301000000_drop_alerts")),
-                    live={k: v for k, v in CONTRACT.items() if k != "Alert"})
+    state = with_live(replace(FIXED, ledger=(*(FIXED.ledger or ()), row("20260301000000_drop_alerts"))),
+                      {k: v for k, v in CONTRACT.items() if k != "Alert"})
     plan = plan_of(state)
     assert plan.empty and plan.unresolved == ()
-    assert any("newer than the job's" in n for n in plan.notes)
+    assert any("not healed back" in n for n in plan.notes)
 
 
 def test_rolled_back_rows_count_as_pending_like_prisma() -> None:
     state = replace(FIXED, ledger=(row(BASELINE), row(FIX, finished=False, rolled_back=True)))
-    assert actions(state) == ["apply_migration", "record_migration"]
+    assert actions(state) == ["apply_migration"]
 
 
-def test_recorded_baseline_without_any_table_is_run_again() -> None:
+def test_recorded_migrations_whose_tables_are_gone_are_healed_back() -> None:
+    """Tables dropped by hand after their migration was recorded: created again from the contract."""
     plan = plan_of(replace(EMPTY, ledger=(row(BASELINE), row(FIX))))
-    assert [s.action for s in plan.steps] == ["reapply_baseline"]
-    assert not plan.steps[0].ledger_change
+    acts = [s.action for s in plan.steps]
+    assert acts.count("create_table") == len(CONTRACT) and "apply_migration" not in acts
+    assert not any(s.ledger_change for s in plan.steps)
+
+
+def test_pending_migrations_are_never_healed_ahead() -> None:
+    """A pending migration adds a column: healing aims at the recorded state, so the migration runs."""
+    tenant = CONTRACT["Tenant"]
+    newer = dict(CONTRACT) | {"Tenant": replace(tenant, columns=(*tenant.columns, replace(
+        tenant.columns[0], name="wishlistCount", type="integer", default="0")))}
+    plan = make_plan(FIXED, MIGRATIONS, target=Catalog(CONTRACT), contract=Catalog(newer), today=TODAY)
+    assert plan.empty  # nothing recorded is missing; the new column belongs to the pending file
+
+
+def test_an_invalid_index_of_the_contract_is_dropped_then_built_again() -> None:
+    session = CONTRACT["Session"]
+    broken = replace(session, indexes=tuple(replace(i, valid=False) if not i.primary else i
+                                            for i in session.indexes))
+    plan = plan_of(with_live(replace(FIXED, ledger=(row(BASELINE),)), dict(CONTRACT) | {"Session": broken}))
+    acts = [s.action for s in plan.steps]
+    assert acts[:1] == ["drop_invalid_index"] and "create_index" in acts
+    assert acts.index("create_index") < acts.index("apply_migration")
 
 
 def test_unvalidated_foreign_keys_are_retried_without_forcing_a_run() -> None:
-    plan = plan_of(replace(FIXED, unvalidated_fks=frozenset({"Tenant_planId_fkey"})))
+    plan = plan_of(replace(FIXED, unvalidated=frozenset({"Tenant_planId_fkey"})))
     assert plan.empty
     assert [s.details["constraint"] for s in plan.validations] == ["Tenant_planId_fkey"]
 
@@ -213,7 +267,8 @@ def test_every_retired_name_is_a_known_history_entry() -> None:
 
 
 def test_ledger_rows_are_recorded_like_prisma_deploy() -> None:
-    record = next(s for s in plan_of(EMPTY).steps if s.action == "record_migration")
-    text = record.sql_text()
-    assert MIGRATIONS[0].checksum in text and "applied_steps_count" in text
-    assert "clock_timestamp()" in text and ", 1)" in text
+    unit = next(s for s in plan_of(EMPTY).steps if s.action == "apply_migration")
+    started, script, finished = (s.as_string() for s in unit.statements)
+    assert MIGRATIONS[0].checksum in started and "NULL, NULL, clock_timestamp(), 0)" in started
+    assert script == MIGRATIONS[0].sql
+    assert "applied_steps_count = 1, finished_at = clock_timestamp()" in finished
