@@ -49,6 +49,7 @@ _TRANSIENT = {
 _SERVER_GOING_AWAY = {"57P01", "57P02", "57P03"}  # admin_shutdown, crash_shutdown, cannot_connect_now
 # active_sql_transaction: "... cannot run inside a transaction block"
 _NO_TRANSACTION_BLOCK = "25001"
+_UNSAFE_NEW_ENUM_VALUE = "55P04"  # a value added by ALTER TYPE ... ADD VALUE used before its commit
 
 
 class DatabaseFault(Exception):
@@ -105,8 +106,9 @@ def _statement_fault(exc: psycopg.Error, index: int | None) -> DatabaseFault:
 
 
 def _index_tail(definition: str, table: str) -> str:
-    """pg_get_indexdef() from the access method on: the part that does not name index or schema."""
-    for marker in (f" ON ONLY {table} USING ", f" ON {table} USING "):
+    """pg_get_indexdef() from the access method on: the part that names neither index nor schema
+    (the table comes qualified by whatever its schema is called, pg_temp_3 included)."""
+    for marker in (f".{table} USING ", f" {table} USING "):
         at = definition.find(marker)
         if at >= 0:
             return definition[at + len(marker):]
@@ -285,33 +287,48 @@ class Database:
                 try:
                     self._script(name, text)
                 except ReplayFault as refused:
-                    if refused.fault.sqlstate != _NO_TRANSACTION_BLOCK:
-                        raise
                     self._rows(q.ROLLBACK_TO_SAVEPOINT)
-                    try:
-                        self._script(name, q.without_concurrently(text))
-                    except ReplayFault as again:
-                        if again.fault.sqlstate != _NO_TRANSACTION_BLOCK:
-                            raise
-                        self._rows(q.ROLLBACK_TO_SAVEPOINT)
-                        skipped.append(name)
+                    if refused.fault.sqlstate == _UNSAFE_NEW_ENUM_VALUE:
+                        # A value added by an earlier file is usable only once that file committed, as
+                        # it is when the files are applied: commit what was replayed so far, go on.
+                        self._rows(q.COMMIT)
+                        committed = True
+                        self._restart(settings, scratch)
+                        self._rows(q.SAVEPOINT)
+                        self._script(name, text)
+                    elif refused.fault.sqlstate == _NO_TRANSACTION_BLOCK:
+                        try:
+                            self._script(name, q.without_concurrently(text))
+                        except ReplayFault as again:
+                            if again.fault.sqlstate != _NO_TRANSACTION_BLOCK:
+                                raise
+                            self._rows(q.ROLLBACK_TO_SAVEPOINT)
+                            skipped.append(name)
+                    else:
+                        raise
                 if self._conn.info.transaction_status == _INTRANS:
                     self._rows(q.RELEASE_SAVEPOINT)
                 else:  # the file committed: the scratch schema is real now; carry on in a new transaction
                     committed = True
-                    self._rows(q.BEGIN)
-                    self._rows(settings)
-                    self._rows(q.local_search_path(scratch))
+                    self._restart(settings, scratch)
             catalogs[len(scripts)] = self._read_scratch(scratch)
             return Replay(catalogs, tuple(skipped))
         finally:
             if self._conn.info.transaction_status != _IDLE:
                 self._rows(q.ROLLBACK)
-            if committed and scratch != "pg_temp":
-                self._rows(q.drop_schema(scratch))
+            if committed:  # temporary objects would shadow the real tables for the rest of the session
+                self._rows(q.DISCARD_TEMP if scratch == "pg_temp" else q.drop_schema(scratch))
+
+    def _restart(self, settings: q.Statement, scratch: str) -> None:
+        self._rows(q.BEGIN)
+        self._rows(settings)
+        self._rows(q.local_search_path(scratch))
 
     def _read_scratch(self, scratch: str) -> Catalog:
-        described = self._pipelined(q.DESCRIBE, {"schema": self._namespace(scratch)}, search_path=scratch)
+        namespace = self._namespace(scratch)
+        if namespace is None:  # no temporary object made yet: nothing built
+            return Catalog()
+        described = self._pipelined(q.DESCRIBE, {"schema": namespace}, search_path=scratch)
         return _catalog_from_rows(*described)[0]
 
     def _script(self, name: str, text: str) -> None:
@@ -337,11 +354,12 @@ class Database:
         self._rows(q.local_search_path(scratch))
         return scratch
 
-    def _namespace(self, scratch: str) -> str:
+    def _namespace(self, scratch: str) -> str | None:
         """The catalog name of the scratch schema: pg_temp is an alias of this session's pg_temp_N."""
         if scratch != "pg_temp":
             return scratch
-        return str(self._rows(q.TEMP_NAMESPACE)[0][0] or "pg_temp")
+        rows = self._rows(q.TEMP_NAMESPACE)
+        return str(rows[0][0]) if rows else None
 
     def _drop_stale_scratch(self) -> None:
         """A replay killed after a self-committing file leaves its scratch schema behind: drop

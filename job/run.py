@@ -152,6 +152,8 @@ class _Job:
         which only turns healing and the final check off: the migrations still run.
         """
         key = tuple(m.name for m in migrations)
+        if not key:
+            return Catalog()
         if key in self._replays:
             return self._replays[key]
         # One replay serves both the folder and a prefix of it (the recorded migrations).

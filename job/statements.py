@@ -92,6 +92,8 @@ def transaction_settings(schema: str, lock_timeout_ms: int, statement_timeout_ms
 
 BEGIN = sql.SQL("BEGIN")
 ROLLBACK = sql.SQL("ROLLBACK")
+COMMIT = sql.SQL("COMMIT")
+DISCARD_TEMP = sql.SQL("DISCARD TEMP")
 SAVEPOINT = sql.SQL("SAVEPOINT db_init_replay")
 ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay")
 RELEASE_SAVEPOINT = sql.SQL("RELEASE SAVEPOINT db_init_replay")
@@ -209,7 +211,7 @@ SELECT t.relname, i.relname, x.indisunique, x.indisprimary,
        ARRAY(SELECT coalesce(a.attname::text, '') FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
              LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
              WHERE k.ord <= x.indnkeyatts ORDER BY k.ord),
-       pg_get_indexdef(x.indexrelid), quote_ident(n.nspname) || '.' || quote_ident(t.relname),
+       pg_get_indexdef(x.indexrelid), quote_ident(t.relname),
        coalesce((SELECT k.contype::text FROM pg_constraint k
                  WHERE k.conindid = x.indexrelid AND k.conrelid = t.oid AND k.contype IN ('p', 'u', 'x')
                  LIMIT 1), ''),

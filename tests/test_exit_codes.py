@@ -193,17 +193,17 @@ def test_busy_table_makes_ddl_back_off_instead_of_queueing_app_queries(db: Db) -
 
 # --- 6: migration failed ------------------------------------------------------------------
 
-def test_failing_migration_exits_6_and_nothing_is_half_applied(db: Db, tmp_path: Path) -> None:
+def test_a_migration_postgresql_cannot_parse_exits_6_before_anything_runs(db: Db, tmp_path: Path) -> None:
     folder = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, folder)
     (folder / "20260101000000_broken").mkdir()
     (folder / "20260101000000_broken" / "migration.sql").write_text(
         'CREATE TABLE "Half" (id int);\nSELEC oops;\n')
     run = run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(folder))
-    assert_clean_failure(run, 6, "apply 20260101000000_broken failed", "42601", "rolled back")
-    assert run.summary["migration"] == "20260101000000_broken"
+    assert_clean_failure(run, 6, "20260101000000_broken/migration.sql line 2", "42601", "nothing applied")
+    assert run.summary["migration"] == "20260101000000_broken" and run.summary["committed"] == []
     with db.connect() as conn:
-        assert rows_by_table(conn, "public") == {}, "the baseline must have rolled back with it"
+        assert rows_by_table(conn, "public") == {}, "found before the baseline ran: nothing at all"
 
 
 # --- 7: interrupted -----------------------------------------------------------------------

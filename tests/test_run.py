@@ -8,16 +8,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from jobtools import CONTRACT_FILE, MIGRATIONS_DIR, all_schemas_fingerprint, ledger, rows_by_table, run_job
+from catalogjson import load_contract
+from jobtools import MIGRATIONS_DIR, all_schemas_fingerprint, ledger, rows_by_table, run_job
 from pgcluster import Db
 
-from job.contract import load_contract
+from job.app_history import RETIRED
 from job.database import Database
-from job.migrations import RETIRED, load_migrations
+from job.migrations import load_migrations
 from job.scenarios import STATES
-from job.schemadiff import diff_schemas
+from job.schemadiff import diff_catalogs
 
-CONTRACT = load_contract(CONTRACT_FILE)
+CONTRACT = load_contract()
 SHIPPED = load_migrations(MIGRATIONS_DIR)
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 KEPT = f"session_merged_{datetime.now(UTC):%Y%m%d}"
@@ -33,8 +34,8 @@ def schema_url(db: Db, schema: str) -> str:
 
 
 def check_contract(conn: Any, schema: str, extra: frozenset[str] = frozenset()) -> None:
-    diffs = diff_schemas(CONTRACT, Database(conn).describe(schema),
-                         allowed_extra_tables=extra | {"_prisma_migrations"})
+    diffs = diff_catalogs(CONTRACT, Database(conn).describe(schema),
+                          allowed_extra_tables=extra | {"_prisma_migrations"})
     assert diffs == []
 
 
@@ -167,4 +168,4 @@ def test_plan_prints_the_steps_and_changes_nothing(db: Db) -> None:
     assert 'CREATE TABLE IF NOT EXISTS "Tenant"' in run.stdout
     with db.connect() as conn:
         assert rows_by_table(conn, "public") == before
-    assert run_job(db.url, "plan", "--json").stdout.count('"action"') == 6
+    assert run_job(db.url, "plan", "--json").stdout.count('"action"') == 4
