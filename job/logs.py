@@ -12,6 +12,10 @@ environment detection asks the metadata server, and its default handler on
 Cloud Run jobs sends from a background thread that can lose lines at exit.
 Here every line is written and flushed synchronously by the main thread, and
 where the job runs is read from the environment only.
+
+Runs outside Google's collectors can add the opt-in sink (``--log-sink cloud-logging``,
+``job/cloudsink.py``): the same entries also sent through the library's API client, committed by the
+main thread before exit (``close``).
 """
 
 from __future__ import annotations
