@@ -1,4 +1,9 @@
-"""Command line: ``db-init [run|plan|demo]``; every setting also from the environment."""
+"""Command line: ``db-init [run|plan|verify|demo|completion]``; every setting also from the environment.
+
+Options go before or after the subcommand, as with kubectl and terraform: ``db-init --lock-timeout 30s
+plan`` and ``db-init plan --lock-timeout 30s`` are the same. A value is checked by ``job.config``, whose
+error names the flag or the variable it came from.
+"""
 
 from __future__ import annotations
 
@@ -8,67 +13,137 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from job import __version__, logs, signals
-from job.config import SETTINGS, load_config, load_logging
-from job.errors import OUTCOME_BY_CODE, ExitCode, Interrupted, JobError
+from job.config import SETTINGS, Setting, load_config, load_logging
+from job.errors import OUTCOME_BY_CODE, OUTCOMES, PLAN_CHANGES_PENDING, ExitCode, Interrupted, JobError
 from job.redact import redact
 from job.run import RunResult, execute
 from job.steps import Step
 
 TERMINATION_LOG = Path(os.environ.get("DB_INIT_TERMINATION_LOG", "/dev/termination-log"))
 
+COMMANDS = {
+    "run": "apply what is missing, under Prisma's migration lock (the default command)",
+    "plan": "print what run would do, SQL included, and change nothing",
+    "verify": "compare the database with prisma/schema.prisma and the migrations folder; 0 only if equal",
+    "demo": "the production break on a throwaway PostgreSQL, fixed before your eyes (development install)",
+    "completion": "print a bash completion script: source <(db-init completion bash)",
+}
+
+
+def _exit_code_table() -> str:
+    lines = ["exit codes:"]
+    lines += [f"  {int(o.code)}  {o.name:<21}{'retry  ' if o.retryable else '       '}{o.meaning}"
+              for o in OUTCOMES]
+    lines.append(f"  {PLAN_CHANGES_PENDING} {'changes_pending':<28}plan --exit-code only: run would"
+                 " change the database")
+    return "\n".join(lines)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """The epilog's table kept as written; help text never split inside db-init-job or cloud-logging."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def _setting_help(s: Setting) -> str:
+    choices = f" (one of: {', '.join(s.choices)})" if s.choices else ""
+    default = f"; default {s.default}" if s.default else ""
+    return f"{s.help}{choices} [env {s.env}{default}]"
+
+
+def _add_settings(parser: argparse.ArgumentParser, default: Any) -> None:
+    group = parser.add_argument_group("settings (each also from its environment variable)")
+    for s in SETTINGS:
+        group.add_argument(s.flag, dest=s.key, default=default, metavar=s.metavar, help=_setting_help(s))
+
 
 def build_parser() -> argparse.ArgumentParser:
+    formatter = _Formatter
     parser = argparse.ArgumentParser(
-        prog="db-init", description="Bring a Prisma/PostgreSQL database to its schema before the app starts.")
+        prog="db-init", formatter_class=formatter, epilog=_exit_code_table(),
+        description="Bring a Prisma/PostgreSQL database to its schema before the app starts.\n"
+                    "Options go before or after the command. Durations: 30, 30s, 500ms, 2m.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    for s in SETTINGS:
-        parser.add_argument(f"--{s.key.replace('_', '-')}", dest=s.key, default=None, metavar="VALUE",
-                            help=f"{s.help} (env {s.env}; default {s.default or 'none'})")
-    sub = parser.add_subparsers(dest="command")
-    sub.add_parser("run", help="apply what is missing (the default)")
-    plan = sub.add_parser("plan", help="print what run would do, change nothing")
-    plan.add_argument("--json", action="store_true", help="machine-readable plan on stdout")
-    verify = sub.add_parser("verify", help="compare the database with the contract and the migrations;"
-                            " exit 0 only when they agree")
-    verify.add_argument("--json", action="store_true", help="machine-readable differences on stdout")
+    _add_settings(parser, None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+
+    def command(name: str) -> argparse.ArgumentParser:
+        # SUPPRESS: a setting given before the command is not reset by the subcommand's own default.
+        p = sub.add_parser(name, help=COMMANDS[name], description=COMMANDS[name], formatter_class=formatter,
+                           epilog=_exit_code_table())
+        if name not in ("demo", "completion"):
+            _add_settings(p, argparse.SUPPRESS)
+        return p
+
+    command("run")
+    plan = command("plan")
+    plan.add_argument("--json", action="store_true", help="the plan as JSON on stdout")
+    plan.add_argument("--exit-code", action="store_true",
+                      help=f"exit {PLAN_CHANGES_PENDING} when run would change the database, 0 when there is"
+                           " nothing to do (terraform's -detailed-exitcode, moved off 2); drift alone is"
+                           " printed, not pending: run leaves it for a human and `verify` fails on it")
+    verify = command("verify")
+    verify.add_argument("--json", action="store_true", help="the differences as JSON on stdout")
     verify.add_argument("--allow-extra", action="store_true",
-                        help="ignore tables, columns, indexes and keys the contract does not name")
-    sub.add_parser("demo", help="fix a broken throwaway database and show before and after")
+                        help="accept tables, columns, indexes and keys the contract does not name")
+    demo = command("demo")
+    demo.add_argument("--verbose", action="store_true", help="also show the job's log lines as they happen")
+    completion = command("completion")
+    completion.add_argument("shell", choices=["bash"], metavar="SHELL", help="bash")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command == "demo":
-        from job.demo import run_demo  # imports pgserver, which only the demo needs
-        return int(run_demo())
-    flags = {s.key: getattr(args, s.key) for s in SETTINGS}
-    fmt, level = load_logging(flags, os.environ)
-    logs.configure(fmt, level)
+        from job.demo import run_demo
+        return run_demo(verbose=args.verbose)
+    if args.command == "completion":
+        from job.completion import bash_script
+        print(bash_script(parser))
+        return ExitCode.OK
+    flags = {s.key: getattr(args, s.key, None) for s in SETTINGS}
+    settings = load_logging(flags, os.environ)
+    logs.configure(settings.format, settings.level, sink=settings.sink, sink_endpoint=settings.sink_endpoint)
     log = logs.get_logger()
     previous = signals.install()
+    try:
+        return _command(args, flags, log)
+    finally:
+        logs.close()  # before the default handlers are back: the sink flushes with signals held
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _command(args: argparse.Namespace, flags: dict[str, str | None], log: Any) -> int:
     started = time.monotonic()
     mode = args.command or "run"
     try:
         config = load_config(flags)
-        log.info("run.started", command=args.command or "run", version=__version__,
+        log.info("run.started", command=mode, version=__version__,
                  target=config.target.display, url_source=config.url_source, schema=config.target.schema)
         result = execute(config, mode=mode, log=log, allow_extra=getattr(args, "allow_extra", False))
         if mode == "plan":
-            _print_plan(result, as_json=args.json)
+            return _plan(log, result, started, as_json=args.json, detailed=args.exit_code)
         if mode == "verify":
             _print_differences(result, as_json=args.json)
+            fields = {"differences": len(result.differences), "notes": len(result.plan.notes)}
             if result.differences:
                 _finish(log, ExitCode.DRIFT, started, reason=f"{len(result.differences)} difference(s):"
-                        f" {result.differences[0]}")
+                        f" {result.differences[0]}", fields=fields)
                 return ExitCode.DRIFT
-        _finish(log, ExitCode.OK, started, result=result)
+            _finish(log, ExitCode.OK, started, fields=fields)
+            return ExitCode.OK
+        _finish(log, ExitCode.OK, started, fields=_run_fields(result))
         return ExitCode.OK
     except JobError as err:
         _finish(log, err.code, started, reason=err.reason, fields=err.fields)
@@ -81,23 +156,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("run.crashed", error=redact(repr(exc)))
         _finish(log, ExitCode.INTERNAL, started, reason=f"internal error: {type(exc).__name__}")
         return ExitCode.INTERNAL
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
-def _finish(log: Any, code: ExitCode, started: float, *, result: RunResult | None = None,
-            reason: str | None = None, fields: dict[str, Any] | None = None) -> None:
+def _run_fields(result: RunResult) -> dict[str, Any]:
+    return {"changed": result.applied,
+            "migrations_applied": list(result.plan.migrations_applied) if result.applied else [],
+            "ledger_rows_repaired": result.plan.ledger_rows_repaired if result.applied else 0,
+            "orphan_rows": result.orphans}
+
+
+def _plan(log: Any, result: RunResult, started: float, *, as_json: bool, detailed: bool) -> int:
+    """Print the whole plan, drift included (run reports drift and passes, so plan does too);
+    with --exit-code, pending changes end 10."""
+    _print_plan(result, as_json=as_json)
+    plan = result.plan
+    pending = not plan.empty  # what run would apply; validations alone are retried only with it
+    fields = {"changes_pending": pending, "steps": len(plan.steps), "validations": len(plan.validations),
+              "unresolved": len(plan.unresolved)}
+    code = PLAN_CHANGES_PENDING if detailed and pending else ExitCode.OK
+    _finish(log, ExitCode.OK, started, fields=fields | {"exit_code": code})
+    return code
+
+
+def _finish(log: Any, code: ExitCode, started: float, *, reason: str | None = None,
+            fields: dict[str, Any] | None = None) -> None:
     outcome = OUTCOME_BY_CODE[code]
     summary: dict[str, Any] = {"outcome": outcome.name, "exit_code": int(code),
                                "retryable": outcome.retryable,
                                "duration_ms": round((time.monotonic() - started) * 1000, 1)}
-    if result is not None:
-        summary |= {"migrations_applied": list(result.plan.migrations_applied) if result.applied else [],
-                    "ledger_rows_repaired": result.plan.ledger_rows_repaired if result.applied else 0,
-                    "changed": result.applied, "orphan_rows": result.orphans}
     if reason is None:
-        log.info("run.finished", **summary)
+        log.info("run.finished", **(summary | (fields or {})))
         return
     summary["reason"] = redact(reason)
     extra = {k: v for k, v in (fields or {}).items() if v is not None and k not in summary}
@@ -123,13 +211,15 @@ def _print_plan(result: RunResult, *, as_json: bool) -> None:
         def doc(s: Step) -> dict[str, Any]:
             return {"action": s.action, "summary": s.summary, "migration": s.migration,
                     "ledger_change": s.ledger_change, "sql": s.sql_text(), "details": s.details}
-        print(json.dumps({"steps": [doc(s) for s in plan.steps],
+        print(json.dumps({"changes_pending": bool(plan.steps or plan.validations),
+                          "steps": [doc(s) for s in plan.steps],
                           "after_commit": [doc(s) for s in plan.validations],
                           "notes": list(plan.notes), "unresolved": list(plan.unresolved)}, indent=2))
         return
-    if plan.empty:
-        print("Nothing to do: the database is up to date.")
-    else:
+    if not plan.steps and not plan.validations:
+        print("Nothing to do: the database is up to date." if not plan.unresolved
+              else "Nothing the job would change on its own.")
+    elif plan.steps:
         print("-- one transaction:")
     for n, step in enumerate(plan.steps, 1):
         print(f"-- step {n}: {step.summary}")
@@ -140,7 +230,7 @@ def _print_plan(result: RunResult, *, as_json: bool) -> None:
     for note in plan.notes:
         print(f"-- note: {note}")
     for diff in plan.unresolved:
-        print(f"-- left for a human: {diff}")
+        print(f"-- drift (left for a human): {diff}")
 
 
 def _print_differences(result: RunResult, *, as_json: bool) -> None:

@@ -22,26 +22,43 @@ class Setting:
     env: str
     default: str
     help: str
+    metavar: str = "VALUE"  # what the value is, in --help: DURATION, URL, PATH...
+    choices: tuple[str, ...] = ()
 
+    @property
+    def flag(self) -> str:
+        return f"--{self.key.replace('_', '-')}"
+
+
+LOG_FORMATS = ("auto", "json", "console")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_SINKS = ("stderr", "cloud-logging")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "DIRECT_URL, DATABASE_URL", "",
-            "PostgreSQL URL in Prisma's form; DIRECT_URL wins, as with Prisma Migrate"),
+            "PostgreSQL URL in Prisma's form; DIRECT_URL wins, as with Prisma Migrate", "URL"),
     Setting("migrations_dir", "DB_INIT_MIGRATIONS_DIR", "prisma/migrations",
-            "Prisma migrations folder (relative paths: the working directory, then the install)"),
+            "Prisma migrations folder (relative paths: the working directory, then the install)", "PATH"),
     Setting("connect_timeout", "DB_INIT_CONNECT_TIMEOUT", "60s",
-            "total time to keep retrying the connection"),
+            "total time to keep retrying the connection", "DURATION"),
     Setting("lock_timeout", "DB_INIT_LOCK_TIMEOUT", "60s",
-            "total time to wait for the migration lock and for busy tables"),
+            "total time to wait for the migration lock and for busy tables", "DURATION"),
     Setting("ddl_lock_timeout", "DB_INIT_DDL_LOCK_TIMEOUT", "2s",
-            "lock_timeout of each DDL transaction: the most an app query waits behind the job"),
+            "lock_timeout of each DDL transaction: the most an app query waits behind the job", "DURATION"),
     Setting("statement_timeout", "DB_INIT_STATEMENT_TIMEOUT", "60s",
-            "statement_timeout of each DDL transaction"),
+            "statement_timeout of each DDL transaction", "DURATION"),
     Setting("log_format", "DB_INIT_LOG_FORMAT", "auto",
-            "json (Cloud Logging), console, or auto: console on a TTY, json otherwise"),
-    Setting("log_level", "DB_INIT_LOG_LEVEL", "info", "debug, info, warning or error"),
+            "json (Cloud Logging), console, or auto: console on a TTY, json otherwise", "FORMAT",
+            LOG_FORMATS),
+    Setting("log_level", "DB_INIT_LOG_LEVEL", "info", "the least severe level logged", "LEVEL", LOG_LEVELS),
+    Setting("log_sink", "DB_INIT_LOG_SINK", "stderr",
+            "stderr only, or also cloud-logging: every entry sent through Cloud Logging's API before exit",
+            "SINK", LOG_SINKS),
+    Setting("log_sink_endpoint", "DB_INIT_LOG_SINK_ENDPOINT", "https://logging.googleapis.com",
+            "Cloud Logging API endpoint of the cloud-logging sink (e.g. a Private Service Connect name)",
+            "URL"),
     Setting("application_name", "DB_INIT_APPLICATION_NAME", "db-init-job",
-            "application_name shown in pg_stat_activity while the job runs"),
+            "application_name shown in pg_stat_activity while the job runs", "NAME"),
 )
 
 # (smallest, largest) accepted, in seconds: outside these a value is a typo, not a wish.
@@ -53,8 +70,6 @@ _BOUNDS = {
 }
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0}
-LOG_FORMATS = ("auto", "json", "console")
-LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True)
@@ -69,37 +84,47 @@ class Config:
     log_format: str
     log_level: str
     application_name: str
+    log_sink: str = "stderr"
 
 
-def load_logging(flags: Mapping[str, str | None], env: Mapping[str, str]) -> tuple[str, str]:
-    """Log settings alone, read first so that even a config error is logged as configured."""
-    fmt = _raw("log_format", flags, env).lower()
-    level = _raw("log_level", flags, env).lower()
-    return (fmt if fmt in LOG_FORMATS else "auto", level if level in LOG_LEVELS else "info")
+@dataclass(frozen=True)
+class LogSettings:
+    format: str
+    level: str
+    sink: str
+    sink_endpoint: str
+
+
+def load_logging(flags: Mapping[str, str | None], env: Mapping[str, str]) -> LogSettings:
+    """Log settings alone, read first so that even a config error is logged as configured.
+
+    A bad value falls back to the default here; ``load_config`` then reports it.
+    """
+    def pick(key: str, allowed: tuple[str, ...]) -> str:
+        value = _raw(key, flags, env).value.lower()
+        return value if value in allowed else _setting(key).default
+    return LogSettings(pick("log_format", LOG_FORMATS), pick("log_level", LOG_LEVELS),
+                       pick("log_sink", LOG_SINKS), _raw("log_sink_endpoint", flags, env).value)
 
 
 def load_config(flags: Mapping[str, str | None], env: Mapping[str, str] = os.environ) -> Config:
+    """Every setting, checked; a ConfigError names the flag or variable the value came from."""
     url, source = _database_url(flags, env)
-    fmt = _raw("log_format", flags, env).lower()
-    if fmt not in LOG_FORMATS:
-        raise ConfigError(f"DB_INIT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {fmt!r}")
-    level = _raw("log_level", flags, env).lower()
-    if level not in LOG_LEVELS:
-        raise ConfigError(f"DB_INIT_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {level!r}")
     app = _raw("application_name", flags, env)
-    if not app or len(app) > 63 or not app.isprintable():
-        raise ConfigError("DB_INIT_APPLICATION_NAME must be 1 to 63 printable characters")
+    if not app.value or len(app.value) > 63 or not app.value.isprintable():
+        raise ConfigError(f"{app.source} must be 1 to 63 printable characters")
     return Config(
         target=parse_database_url(url),
         url_source=source,
-        migrations_dir=_migrations_dir(_raw("migrations_dir", flags, env)),
+        migrations_dir=resolve_migrations_dir(_raw("migrations_dir", flags, env).value),
         connect_timeout=_duration("connect_timeout", flags, env),
         lock_timeout=_duration("lock_timeout", flags, env),
         ddl_lock_timeout=_duration("ddl_lock_timeout", flags, env),
         statement_timeout=_duration("statement_timeout", flags, env),
-        log_format=fmt,
-        log_level=level,
-        application_name=app,
+        log_format=_choice("log_format", flags, env),
+        log_level=_choice("log_level", flags, env),
+        application_name=app.value,
+        log_sink=_choice("log_sink", flags, env),
     )
 
 
@@ -107,12 +132,32 @@ def _setting(key: str) -> Setting:
     return next(s for s in SETTINGS if s.key == key)
 
 
-def _raw(key: str, flags: Mapping[str, str | None], env: Mapping[str, str]) -> str:
+@dataclass(frozen=True)
+class _Raw:
+    value: str
+    source: str  # "--connect-timeout", "DB_INIT_CONNECT_TIMEOUT" or "the default"
+
+    def __str__(self) -> str:
+        return f"{self.source} {self.value[:30]!r}" if self.source.startswith("--") \
+            else f"{self.source}={self.value[:30]!r}"
+
+
+def _raw(key: str, flags: Mapping[str, str | None], env: Mapping[str, str]) -> _Raw:
+    s = _setting(key)
     flag = flags.get(key)
     if flag is not None:
-        return flag
-    s = _setting(key)
-    return env.get(s.env) or s.default
+        return _Raw(flag, s.flag)
+    if env.get(s.env):
+        return _Raw(env[s.env], s.env)
+    return _Raw(s.default, "the default")
+
+
+def _choice(key: str, flags: Mapping[str, str | None], env: Mapping[str, str]) -> str:
+    raw = _raw(key, flags, env)
+    allowed = _setting(key).choices
+    if raw.value.lower() not in allowed:
+        raise ConfigError(f"{raw} is not one of {', '.join(allowed)}")
+    return raw.value.lower()
 
 
 def _database_url(flags: Mapping[str, str | None], env: Mapping[str, str]) -> tuple[str, str]:
@@ -126,18 +171,17 @@ def _database_url(flags: Mapping[str, str | None], env: Mapping[str, str]) -> tu
 
 def _duration(key: str, flags: Mapping[str, str | None], env: Mapping[str, str]) -> float:
     raw = _raw(key, flags, env)
-    name = _setting(key).env
-    m = _DURATION.match(raw)
+    m = _DURATION.match(raw.value)
     if not m:
-        raise ConfigError(f"{name}={raw[:30]!r} is not a duration (examples: 30, 30s, 500ms, 2m)")
+        raise ConfigError(f"{raw} is not a duration (examples: 30, 30s, 500ms, 2m)")
     seconds = float(m[1]) * _UNIT[m[2]]
     low, high = _BOUNDS[key]
     if not low <= seconds <= high:
-        raise ConfigError(f"{name}={raw!r} is out of range: between {low:g}s and {high:g}s")
+        raise ConfigError(f"{raw} is out of range: between {low:g}s and {high:g}s")
     return seconds
 
 
-def _migrations_dir(raw: str) -> Path:
+def resolve_migrations_dir(raw: str) -> Path:
     path = Path(raw)
     if path.is_absolute() or path.exists():
         return path

@@ -53,6 +53,11 @@ OUTCOMES: tuple[Outcome, ...] = (
 
 OUTCOME_BY_CODE = {o.code: o for o in OUTCOMES}
 
+# Not an outcome of a run but a report of ``db-init plan --exit-code`` (terraform's -detailed-exitcode,
+# moved off 2, which is config_error here): the plan succeeded and ``run`` would change the database.
+# Only plan sets it; a Job or init container never sees it.
+PLAN_CHANGES_PENDING = 10
+
 
 class JobError(Exception):
     """An expected way for a run to fail: logged as one line, no traceback."""

@@ -12,6 +12,10 @@ environment detection asks the metadata server, and its default handler on
 Cloud Run jobs sends from a background thread that can lose lines at exit.
 Here every line is written and flushed synchronously by the main thread, and
 where the job runs is read from the environment only.
+
+Runs outside Google's collectors can add the opt-in sink (``--log-sink cloud-logging``,
+``job/cloudsink.py``): the same entries also sent through the library's API client, committed by the
+main thread before exit (``close``).
 """
 
 from __future__ import annotations
@@ -119,37 +123,73 @@ def error_reporting(context: dict[str, str]) -> Processor:
     return processor
 
 
+_sink: Any = None  # the opt-in Cloud Logging sink (job/cloudsink.py), when chosen
+
+
 def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None,
-              env: Mapping[str, str] = os.environ) -> None:
+              env: Mapping[str, str] = os.environ, sink: str = "stderr",
+              sink_endpoint: str = "https://logging.googleapis.com") -> None:
+    """Lines on ``stream`` (stderr); with ``sink="cloud-logging"`` each entry also goes to Cloud Logging.
+
+    The sink gets the same entry as a JSON line carries, whatever the line format.
+    """
+    global _sink  # noqa: PLW0603 - one logging configuration per process, as structlog's own
+    close()
     stream = stream or sys.stderr
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
+    labels = environment_labels(env)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
         redact_strings,
     ]
+    cloud: list[Processor] = [
+        structlog.processors.CallsiteParameterAdder({
+            structlog.processors.CallsiteParameter.PATHNAME,
+            structlog.processors.CallsiteParameter.LINENO,
+            structlog.processors.CallsiteParameter.FUNC_NAME},
+            additional_ignores=[__name__]),  # `fork` below calls it from this module
+        stack_trace,
+        summarize,
+        cloud_logging_fields(labels),
+        error_reporting(service_context(env)),
+    ]
+    if sink == "cloud-logging":
+        from job.cloudsink import CloudLoggingSink
+        _sink = CloudLoggingSink(sink_endpoint, env, labels)
+        cloud.append(_sink.processor)
+    tail: list[Processor]
     if fmt == "json":
-        tail: list[Processor] = [
-            structlog.processors.CallsiteParameterAdder({
-                structlog.processors.CallsiteParameter.PATHNAME,
-                structlog.processors.CallsiteParameter.LINENO,
-                structlog.processors.CallsiteParameter.FUNC_NAME}),
-            stack_trace,
-            summarize,
-            cloud_logging_fields(environment_labels(env)),
-            error_reporting(service_context(env)),
-            structlog.processors.JSONRenderer(default=str),
-        ]
+        tail = [*cloud, structlog.processors.JSONRenderer(default=str)]
     else:
-        tail = [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+        tail = [fork(cloud)] if _sink is not None else []
+        tail.append(structlog.dev.ConsoleRenderer(colors=stream.isatty()))
     structlog.configure(
         processors=shared + tail,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, 20)),
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+
+
+def fork(processors: list[Processor]) -> Processor:
+    """Run ``processors`` on a copy of the event (for the sink) and pass the event on unchanged."""
+    def processor(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+        entry = dict(event)
+        for p in processors:
+            entry = p(logger, method, entry)  # type: ignore[assignment]
+        return event
+    return processor
+
+
+def close() -> None:
+    """Send what the sink holds (on this thread, before the process exits); a no-op without a sink."""
+    global _sink  # noqa: PLW0603
+    if _sink is not None:
+        _sink.flush()
+        _sink = None
 
 
 def get_logger() -> Any:

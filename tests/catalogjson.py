@@ -28,8 +28,8 @@ def to_json(catalog: Catalog) -> str:
 def _table(doc: dict[str, Any]) -> Table:
     return Table(doc["name"], tuple(Column(**c) for c in doc["columns"]),
                  tuple(Index(**{**i, "columns": tuple(i["columns"])}) for i in doc["indexes"]),
-                 tuple(ForeignKey(**{**f, "columns": tuple(f["columns"]), "ref_columns": tuple(f["ref_columns"])})
-                       for f in doc["foreign_keys"]),
+                 tuple(ForeignKey(**{**f, "columns": tuple(f["columns"]),
+                                     "ref_columns": tuple(f["ref_columns"])}) for f in doc["foreign_keys"]),
                  tuple(Check(**c) for c in doc["checks"]))
 
 
@@ -47,7 +47,7 @@ def load_contract() -> Catalog:
 if __name__ == "__main__":
     import tempfile
 
-    import pgserver  # type: ignore[import-untyped]
+    import pgserver
     import psycopg
 
     from job.database import Database
@@ -55,7 +55,7 @@ if __name__ == "__main__":
 
     folder = Path(__file__).resolve().parent.parent / "prisma" / "migrations"
     with tempfile.TemporaryDirectory() as tmp:
-        server = pgserver.get_server(Path(tmp), cleanup_mode="stop")
+        server = pgserver.get_server(Path(tmp), cleanup_mode="stop")  # type: ignore[attr-defined]
         db = Database(psycopg.connect(server.get_uri(), autocommit=True, prepare_threshold=None))
         replay = db.replay([(m.name, m.sql) for m in load_migrations(folder)], lock_timeout_ms=2000,
                            statement_timeout_ms=60000)

@@ -7,7 +7,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-
 from catalogjson import load_contract
 
 from job.app_history import BASELINE as BASELINE_NAME
@@ -83,7 +82,8 @@ def test_fixed_database_needs_nothing_and_is_settled_without_the_contract() -> N
 
 @pytest.mark.parametrize("state", [
     replace(FIXED, ledger=(row(BASELINE),)),
-    replace(FIXED, ledger=(row(BASELINE), row(FIX), row("20251008130439_update_for_new_pricing", finished=False))),
+    replace(FIXED, ledger=(row(BASELINE), row(FIX),
+                           row("20251008130439_update_for_new_pricing", finished=False))),
     replace(FIXED, ledger=(row(BASELINE), row(FIX)), tables=frozenset({"_prisma_migrations"})),
     replace(FIXED, tables=FIXED.tables | {"session"}),
     replace(FIXED, schema_exists=False),

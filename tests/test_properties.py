@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+from catalogjson import load_contract
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jobtools import MIGRATIONS_DIR, rows_by_table
@@ -24,9 +25,8 @@ from psycopg import sql
 from test_run import rows_kept
 
 from job import cli, scenarios
-from job.contract import load_contract
 
-CONTRACT = load_contract(MIGRATIONS_DIR.parent / "schema.prisma")
+CONTRACT = load_contract().tables
 OPTIONAL_SESSION_COLUMNS = ("firstName", "lastName", "email", "locale", "collaborator", "emailVerified",
                             "refreshToken", "refreshTokenExpires")
 OTHER_TABLES = sorted(set(CONTRACT) - {"Session"})

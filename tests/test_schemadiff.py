@@ -91,7 +91,8 @@ def test_index_definitions_compare_whole(contract: Schema) -> None:
 
 def test_foreign_keys_compare_by_postgresql_definition(contract: Schema) -> None:
     variant = contract["Variant"]
-    fks = tuple(dataclasses.replace(f, definition=f.definition.replace("ON DELETE CASCADE", "ON DELETE RESTRICT"))
+    fks = tuple(dataclasses.replace(f, definition=f.definition.replace("ON DELETE CASCADE",
+                                                                       "ON DELETE RESTRICT"))
                 for f in variant.foreign_keys)
     lines = diff_schemas(contract, with_table(contract, "Variant", foreign_keys=fks))
     assert len(lines) == 1 and "ON DELETE RESTRICT" in lines[0] and "ON DELETE CASCADE" in lines[0]
