@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from jobtools import MIGRATIONS_DIR, JobRun, finish, run_job, start_job
 from pgcluster import PgCluster, find_postgres_bindirs
-
-from job.scenarios import STATES
+from scenarios import STATES
 
 
 def fresh(cluster: PgCluster, state: str) -> str:

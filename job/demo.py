@@ -8,6 +8,7 @@ it prints (``--verbose``: readable lines on stderr instead). Exit 0 when the fix
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import tempfile
 import warnings
@@ -21,13 +22,24 @@ from job import logs
 from job.config import load_config, resolve_migrations_dir
 from job.errors import ExitCode, JobError
 from job.run import RunResult, execute
-from job.scenarios import state_demo  # the one place the demo's starting state comes from
 
 SCHEMA = "public"
 NEEDS_DEV_INSTALL = ("db-init demo needs the development install (the pgserver package, a PostgreSQL in a"
                      " wheel): from a clone, run `python3 dev.py demo`")
 
 Snapshot = dict[str, str]  # what a person looks at -> what it was
+# The scenario builders are test fixtures: they live in the checkout's tests/, not in the package.
+SCENARIOS = Path(__file__).resolve().parent.parent / "tests" / "scenarios.py"
+
+
+def _scenarios() -> Any:
+    if not SCENARIOS.is_file():
+        raise ModuleNotFoundError(str(SCENARIOS))
+    spec = importlib.util.spec_from_file_location("db_init_demo_scenarios", SCENARIOS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def run_demo(verbose: bool = False, out: TextIO | None = None) -> int:
@@ -36,6 +48,7 @@ def run_demo(verbose: bool = False, out: TextIO | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
     try:
         import pgserver
+        state_demo = _scenarios().state_demo  # the production break, built as the tests build it
     except ModuleNotFoundError:
         print(NEEDS_DEV_INSTALL, file=sys.stderr)
         return ExitCode.CONFIG
@@ -76,11 +89,11 @@ def run_demo(verbose: bool = False, out: TextIO | None = None) -> int:
             logs.close()
             server.cleanup()
     say(side_by_side(before, after))
-    say("\n== what the job did, in one transaction:")
+    say("\n== what the job did (the repairs in one transaction, then each migration in its own):")
     say(describe(first))
     say("\n== then:")
-    say(f"  verify: {len(checked.differences)} differences from prisma/schema.prisma and the migrations"
-        " folder")
+    say(f"  verify: {len(checked.differences)} differences in the schema (against what the migrations"
+        " folder builds) and the ledger")
     for line in checked.differences:
         say(f"    {line}")
     say("  a second run: " + ("nothing to do (no lock taken, no DDL)" if not second.applied

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from jobtools import MIGRATIONS_DIR, ROOT, job_env, run_job
 from pgcluster import Db
+from scenarios import STATES
 from test_exit_codes import assert_clean_failure
 
 from job import cli
@@ -20,7 +21,6 @@ from job.config import SETTINGS
 from job.errors import OUTCOMES, PLAN_CHANGES_PENDING, ExitCode
 from job.plan import Plan
 from job.run import RunResult
-from job.scenarios import STATES
 
 URL = "postgresql://u:pw-Secr3t!@127.0.0.1:1/db"
 

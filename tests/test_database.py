@@ -9,10 +9,10 @@ import psycopg
 import pytest
 from jobtools import MIGRATIONS_DIR
 from pgcluster import Db
+from scenarios import STATES
 
 from job.database import Database
 from job.errors import Interrupted
-from job.scenarios import STATES
 
 
 def test_a_signal_during_the_pipelined_inspection_is_an_interrupt_not_a_fault(db: Db) -> None:

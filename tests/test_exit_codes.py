@@ -24,9 +24,9 @@ from jobtools import (
     wait_for_job_session,
 )
 from pgcluster import Db
+from scenarios import STATES
 
 from job import cli
-from job.scenarios import STATES
 from job.statements import PRISMA_LOCK_KEY
 
 

@@ -35,9 +35,9 @@ from jobtools import CONTRACT_FILE, MIGRATIONS_DIR, JobRun, finish, ledger, run_
 from matrix import INTEROP, STAMP, digest, prerequisite_missing
 from pgcluster import Db, PgCluster
 from psycopg import sql
+from scenarios import STATES
 
 from job.migrations import load_migrations
-from job.scenarios import STATES
 
 pytestmark = pytest.mark.interop
 matrix = pytest.mark.matrix  # also run on every supported PostgreSQL major (test_interop_matrix.py)

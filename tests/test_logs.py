@@ -34,11 +34,11 @@ from google.cloud.logging_v2.handlers.structured_log import (
 )
 from jobtools import MIGRATIONS_DIR, ROOT, JobRun, finish, job_env, run_job, start_job, wait_for_job_session
 from pgcluster import Db
+from scenarios import STATES
 
 from job import __version__, cli, logs
 from job.dburl import parse_database_url
 from job.errors import OUTCOME_BY_CODE, ExitCode
-from job.scenarios import STATES
 from job.statements import PRISMA_LOCK_KEY
 
 CLOUD_RUN = {"CLOUD_RUN_JOB": "db-init", "CLOUD_RUN_EXECUTION": "db-init-x7k2p",

@@ -11,11 +11,11 @@ import pytest
 from jobtools import MIGRATIONS_DIR, finish, run_job, start_job
 from pgbouncer import PgBouncer, PoolMode, pgbouncer_binary
 from pgcluster import Db, PgCluster
+from scenarios import STATES
 from test_exit_codes import assert_clean_failure
 from test_run import check_contract, check_ledger
 
 from job.dburl import parse_database_url
-from job.scenarios import STATES
 from job.statements import PRISMA_LOCK_KEY
 
 if pgbouncer_binary() is None:

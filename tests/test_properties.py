@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import scenarios
 from catalogjson import load_contract
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,7 +25,7 @@ from pgcluster import PgCluster
 from psycopg import sql
 from test_run import rows_kept
 
-from job import cli, scenarios
+from job import cli
 
 CONTRACT = load_contract().tables
 OPTIONAL_SESSION_COLUMNS = ("firstName", "lastName", "email", "locale", "collaborator", "emailVerified",

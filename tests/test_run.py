@@ -11,11 +11,11 @@ import pytest
 from catalogjson import load_contract
 from jobtools import MIGRATIONS_DIR, all_schemas_fingerprint, ledger, rows_by_table, run_job
 from pgcluster import Db
+from scenarios import STATES
 
 from job.app_history import RETIRED
 from job.database import Database
 from job.migrations import load_migrations
-from job.scenarios import STATES
 from job.schemadiff import diff_catalogs
 
 CONTRACT = load_contract()

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from jobtools import MIGRATIONS_DIR, ledger, rows_by_table, run_job
 from pgcluster import Db
-
-from job.scenarios import STATES
+from scenarios import STATES
 
 Folder = Callable[..., Path]
 

@@ -26,10 +26,10 @@ from jobtools import (
     wait_for_job_session,
 )
 from pgcluster import Db, PgCluster
+from scenarios import STATES
 from test_exit_codes import assert_clean_failure
 from test_run import check_contract, check_ledger
 
-from job.scenarios import STATES
 from job.statements import PRISMA_LOCK_KEY
 
 

@@ -6,8 +6,7 @@ import json
 
 from jobtools import MIGRATIONS_DIR, run_job
 from pgcluster import Db
-
-from job.scenarios import STATES
+from scenarios import STATES
 
 DAMAGE = """
 DROP INDEX "Lead_shop_createdAt_idx";
