@@ -1,0 +1,2 @@
+-- AlterEnum
+ALTER TYPE "registry_status" ADD VALUE 'ARCHIVED';

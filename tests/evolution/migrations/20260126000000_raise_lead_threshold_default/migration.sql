@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "AlertSettings" ALTER COLUMN "leadThreshold" SET DEFAULT 3;
