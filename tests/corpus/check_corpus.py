@@ -95,8 +95,12 @@ class Prisma:
 
 
 def describe(proc: subprocess.CompletedProcess[str]) -> str:
-    tail = "\n".join((proc.stdout + "\n" + proc.stderr).strip().splitlines()[-25:])
-    return f"exit {proc.returncode}: {tail}"
+    """Exit code and the telling part of the output: from the first error or diff line on."""
+    lines = [ln for ln in (proc.stdout + "\n" + proc.stderr).splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if re.match(r"\s*(Error|\[[*+-]\])", ln)),
+                 max(len(lines) - 12, 0))
+    text = "\n".join(ln for ln in lines[start:start + 12] if not re.match(r"\s+(at|with) ", ln))
+    return f"exit {proc.returncode}: {text}"
 
 
 def with_db(url: str, name: str) -> str:
