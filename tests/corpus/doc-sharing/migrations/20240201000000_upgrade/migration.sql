@@ -2,7 +2,8 @@
 ALTER TABLE "Document" ADD COLUMN     "isExternalUpload" BOOLEAN NOT NULL DEFAULT false;
 
 -- AlterTable
-ALTER TABLE "DocumentVersion" ADD COLUMN     "length" INTEGER;
+ALTER TABLE "DocumentVersion" ADD COLUMN     "length" INTEGER,
+ADD COLUMN     "storageType" "DocumentStorageType" NOT NULL;
 
 -- AlterTable
 ALTER TABLE "Link" ADD COLUMN     "watermarkConfig" JSONB;
