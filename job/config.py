@@ -33,6 +33,7 @@ class Setting:
 LOG_FORMATS = ("auto", "json", "console")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_SINKS = ("stderr", "cloud-logging")
+HEAL_MODES = ("pending", "always")
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("database_url", "DIRECT_URL, DATABASE_URL", "",
@@ -57,6 +58,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_sink_endpoint", "DB_INIT_LOG_SINK_ENDPOINT", "https://logging.googleapis.com",
             "Cloud Logging API endpoint of the cloud-logging sink (e.g. a Private Service Connect name)",
             "URL"),
+    Setting("heal", "DB_INIT_HEAL", "pending",
+            "when to rebuild the contract and repair what recorded migrations built: pending (when the"
+            " ledger has work, a failed row or a broken mark; an up-to-date database costs one catalog"
+            " read) or always (every run replays the folder, so drift such as a dropped index is repaired)",
+            "WHEN", HEAL_MODES),
     Setting("application_name", "DB_INIT_APPLICATION_NAME", "db-init-job",
             "application_name shown in pg_stat_activity while the job runs", "NAME"),
 )
@@ -85,6 +91,7 @@ class Config:
     log_level: str
     application_name: str
     log_sink: str = "stderr"
+    heal: str = "pending"
 
 
 @dataclass(frozen=True)
@@ -125,6 +132,7 @@ def load_config(flags: Mapping[str, str | None], env: Mapping[str, str] = os.env
         log_level=_choice("log_level", flags, env),
         application_name=app.value,
         log_sink=_choice("log_sink", flags, env),
+        heal=_choice("heal", flags, env),
     )
 
 

@@ -195,8 +195,11 @@ class Database:
         except psycopg.Error as exc:
             raise _statement_fault(exc, None) from None
 
-    def configure_session(self) -> None:
+    def configure_session(self, schema: str) -> None:
+        """Dead-client detection, and the target schema first on the session's search_path, as Prisma
+        sets it: a migration that commits by itself runs the rest of its file there too."""
         self._rows(q.session_settings(self.server_version))
+        self._rows(q.session_search_path(schema))
 
     def inspect(self, schema: str, counted: Sequence[str] = ()) -> DatabaseState:
         """Everything the planner needs, in two round trips (each one pipelined).
@@ -260,7 +263,8 @@ class Database:
         return self.inspect(schema).catalog
 
     def replay(self, scripts: Sequence[tuple[str, str]], *, lock_timeout_ms: int,
-               statement_timeout_ms: int, checkpoints: Sequence[int] = ()) -> Replay:
+               statement_timeout_ms: int, home: str, pooled: bool, checkpoints: Sequence[int] = ()
+               ) -> Replay:
         """What ``scripts`` (name, SQL) build, run in order in a scratch schema and read from the catalog.
 
         All of it happens in one transaction that is always rolled back, so nothing is left
@@ -270,7 +274,18 @@ class Database:
         PostgreSQL runs only outside a transaction block (CREATE INDEX CONCURRENTLY) is run
         again without CONCURRENTLY, which builds the same index on the empty scratch tables.
         ``checkpoints``: counts of scripts after which the catalog is read too (the end always is).
+
+        The scratch schema is first on the *session's* search_path for the replay (and ``home`` again
+        after), so that what a file runs after its own COMMIT still lands in the scratch schema.
+        Behind a transaction pooler a session setting would outlive the transaction on a shared server
+        connection: there a file with its own transaction control is not replayed at all.
         """
+        if pooled:
+            for name, text in scripts:
+                if q.has_transaction_control(text):
+                    raise ReplayFault(name, DatabaseFault(
+                        "it controls its own transaction, which cannot be replayed behind a transaction"
+                        " pooler"), None)
         self._drop_stale_scratch()
         settings = q.replay_settings(lock_timeout_ms, statement_timeout_ms)
         skipped: list[str] = []
@@ -279,7 +294,7 @@ class Database:
         self._rows(q.BEGIN)
         try:
             self._rows(settings)
-            scratch = self._scratch_schema()
+            scratch = self._scratch_schema(session=not pooled)
             for done, (name, text) in enumerate(scripts):
                 if done in checkpoints:
                     catalogs[done] = self._read_scratch(scratch)
@@ -317,6 +332,8 @@ class Database:
             if self._conn.info.transaction_status != _IDLE:
                 self._rows(q.ROLLBACK)
             if committed:  # temporary objects would shadow the real tables for the rest of the session
+                if not pooled:
+                    self._rows(q.session_search_path(home))
                 self._rows(q.DISCARD_TEMP if scratch == "pg_temp" else q.drop_schema(scratch))
 
     def _restart(self, settings: q.Statement, scratch: str) -> None:
@@ -339,8 +356,9 @@ class Database:
             line = text[:fault.position - 1].count("\n") + 1 if fault.position else None
             raise ReplayFault(name, fault, line) from None
 
-    def _scratch_schema(self) -> str:
-        """A schema of our own for the replay, first on the transaction's search_path."""
+    def _scratch_schema(self, *, session: bool) -> str:
+        """A schema of our own for the replay, first on the search_path (the session's, when
+        ``session``: rolled back with the transaction, unless a file commits it)."""
         scratch = f"{REPLAY_PREFIX}{self.backend_pid}"
         self._rows(q.SAVEPOINT)
         try:
@@ -351,7 +369,7 @@ class Database:
             self._rows(q.ROLLBACK_TO_SAVEPOINT)
             scratch = "pg_temp"
         self._rows(q.RELEASE_SAVEPOINT)
-        self._rows(q.local_search_path(scratch))
+        self._rows(q.session_search_path(scratch) if session else q.local_search_path(scratch))
         return scratch
 
     def _namespace(self, scratch: str) -> str | None:

@@ -86,7 +86,7 @@ def _pooled(db: Database, config: Config, log: Any) -> bool:
                  reason="pgbouncer=true in the URL" if config.target.pgbouncer
                  else "the server's backend pid differs from the one the connection announced")
     else:
-        db.configure_session()
+        db.configure_session(config.target.schema)
     return pooled
 
 
@@ -127,7 +127,7 @@ class _Job:
 
     def plan(self, *, state: DatabaseState | None = None, announce: bool = True) -> Plan:
         state = state or self.inspect()
-        if settled(state, self.migrations):
+        if self.config.heal == "pending" and settled(state, self.migrations):
             plan = Plan((), (), (), tuple(notes(state, self.migrations)), ())
         else:
             pending = {m.name for m in self.migrations if not state.applied(m.name)}
@@ -164,6 +164,7 @@ class _Job:
             replay = self.db.replay([(m.name, m.sql) for m in scripts],
                                     lock_timeout_ms=int(self.config.ddl_lock_timeout * 1000),
                                     statement_timeout_ms=int(self.config.statement_timeout * 1000),
+                                    home=self.schema, pooled=self.pooled,
                                     checkpoints=(len(key),) if whole else ())
         except ReplayFault as refused:
             self._refuse_bad_input(refused, pending)

@@ -264,6 +264,20 @@ DESCRIBE = (DESCRIBE_COLUMNS, DESCRIBE_INDEXES, DESCRIBE_CONSTRAINTS, DESCRIBE_E
             DESCRIBE_SEQUENCES)
 
 
+def session_search_path(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT set_config('search_path', {}, false)").format(
+        sql.Literal(sql.Identifier(schema).as_string()))
+
+
+# A statement that begins or ends a transaction, at the start of a line (not plpgsql's BEGIN ... END).
+_TRANSACTION_CONTROL = re.compile(r"^\s*(COMMIT|ROLLBACK|START\s+TRANSACTION|BEGIN\s*(TRANSACTION|WORK)?\s*;)",
+                                  re.IGNORECASE | re.MULTILINE)
+
+
+def has_transaction_control(text: str) -> bool:
+    return _TRANSACTION_CONTROL.search(text) is not None
+
+
 def local_search_path(schema: str) -> sql.Composed:
     """For the rest of the transaction, resolve and render names relative to ``schema``."""
     return sql.SQL("SELECT set_config('search_path', {}, true)").format(

@@ -58,7 +58,7 @@ if __name__ == "__main__":
         server = pgserver.get_server(Path(tmp), cleanup_mode="stop")  # type: ignore[attr-defined]
         db = Database(psycopg.connect(server.get_uri(), autocommit=True, prepare_threshold=None))
         replay = db.replay([(m.name, m.sql) for m in load_migrations(folder)], lock_timeout_ms=2000,
-                           statement_timeout_ms=60000)
+                           statement_timeout_ms=60000, home="public", pooled=False)
         CONTRACT_JSON.write_text(to_json(replay.catalogs[max(replay.catalogs)]), encoding="utf-8")
         db.close()
         server.cleanup()

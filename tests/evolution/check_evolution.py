@@ -21,7 +21,6 @@ import argparse
 import itertools
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -53,25 +52,9 @@ SHIPPED = REPO / "prisma" / "migrations"
 LAST_SHIPPED = "20251213003742"
 UP_TO_DATE = "Database schema is up to date!"
 EMPTY_DIFF = "-- This is an empty migration."
-# The stock shim 1 (tests/interop/peer.cjs) hands "char" catalog columns to the WASM engine as text; the
-# describer reads pg_constraint.contype with get_expect_char, which panics on text ("RuntimeError:
-# unreachable") as soon as a table has a CHECK (or exclusion) constraint. PATCH gives such columns the
-# Character column type instead, in a private copy of tests/interop (the repository's is left alone).
+# Before tests/interop/peer.cjs typed "char" catalog columns as Character, the WASM engine panicked here
+# ("RuntimeError: unreachable") on any table with a CHECK constraint; the check still names that crash.
 CRASH = "RuntimeError: unreachable"
-PATCH_OLD = "  adapter.performIO = async (query) => catalogTypesAsText(await performIO(query));\n"
-PATCH_NEW = """  let charColumns = [];
-  adapter.performIO = async (query) => {
-    const result = await performIO(query);
-    charColumns = (result?.fields ?? []).flatMap((f, i) => (f.dataTypeID === 18 ? [i] : []));
-    return catalogTypesAsText(result);
-  };
-  const queryRaw = adapter.queryRaw.bind(adapter);
-  adapter.queryRaw = async (query) => {
-    const res = await queryRaw(query);
-    for (const i of charColumns) res.columnTypes[i] = 6; // ColumnTypeEnum.Character: a Rust char
-    return res;
-  };
-"""
 
 
 # --- reporting ------------------------------------------------------------------------------------------
@@ -154,19 +137,8 @@ def prisma(interop: Path, url: str, contract: Path, migrations: Path, *args: str
 
 @contextmanager
 def patched_interop() -> Iterator[Path]:
-    """A private copy of tests/interop whose shim 1 gives "char" columns the Character type."""
-    with tempfile.TemporaryDirectory(prefix="evo-interop-") as tmp:
-        copy = Path(tmp)
-        for f in INTEROP.iterdir():
-            if f.is_file():
-                shutil.copy2(f, copy / f.name)
-        (copy / "node_modules").symlink_to((INTEROP / "node_modules").resolve())
-        peer = copy / "peer.cjs"
-        text = peer.read_text()
-        if text.count(PATCH_OLD) != 1:
-            raise RuntimeError("tests/interop/peer.cjs changed: the char-column patch no longer applies")
-        peer.write_text(text.replace(PATCH_OLD, PATCH_NEW))
-        yield copy
+    """tests/interop itself: its shim 1 now types "char" columns as Character (it once needed a patch)."""
+    yield INTEROP
 
 
 def one_line(sql: str) -> str:

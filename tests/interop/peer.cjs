@@ -85,7 +85,20 @@ function catalogTypesAsText(result) {
 
 function withShims(adapter) {
   const performIO = adapter.performIO.bind(adapter);
-  adapter.performIO = async (query) => catalogTypesAsText(await performIO(query));
+  // "char" catalog columns (pg_constraint.contype...) reach the engine as text, then typed Character, as
+  // the native engine reads them: the describer takes a Rust char there and panics on a string.
+  let charColumns = [];
+  adapter.performIO = async (query) => {
+    const result = await performIO(query);
+    charColumns = (result?.fields ?? []).flatMap((f, i) => (f.dataTypeID === 18 ? [i] : []));
+    return catalogTypesAsText(result);
+  };
+  const queryRaw = adapter.queryRaw.bind(adapter);
+  adapter.queryRaw = async (query) => {
+    const res = await queryRaw(query);
+    for (const i of charColumns) res.columnTypes[i] = 6; // ColumnTypeEnum.Character
+    return res;
+  };
   adapter.executeScript = async (script) => {
     try {
       await adapter.client.query(script); // no parameters: the simple-query protocol, whole script at once
