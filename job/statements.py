@@ -270,8 +270,9 @@ def session_search_path(schema: str) -> sql.Composed:
 
 
 # A statement that begins or ends a transaction, at the start of a line (not plpgsql's BEGIN ... END).
-_TRANSACTION_CONTROL = re.compile(r"^\s*(COMMIT|ROLLBACK|START\s+TRANSACTION|BEGIN\s*(TRANSACTION|WORK)?\s*;)",
-                                  re.IGNORECASE | re.MULTILINE)
+_TRANSACTION_CONTROL = re.compile(
+    r"^\s*(COMMIT|ROLLBACK|START\s+TRANSACTION|BEGIN\s*(TRANSACTION|WORK)?\s*;)",
+    re.IGNORECASE | re.MULTILINE)
 
 
 def has_transaction_control(text: str) -> bool:
