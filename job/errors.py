@@ -44,11 +44,13 @@ OUTCOMES: tuple[Outcome, ...] = (
     Outcome(ExitCode.NEEDS_HUMAN, "needs_human",
             False, "the database is in a state the job will not change on its own"),
     Outcome(ExitCode.MIGRATION_FAILED, "migration_failed",
-            False, "a migration statement failed; its transaction was rolled back"),
+            False, "a migration failed (or PostgreSQL refuses a file before anything ran); its own"
+                   " transaction was rolled back, what earlier files committed is named"),
     Outcome(ExitCode.INTERRUPTED, "interrupted",
             True, "stopped by SIGTERM or SIGINT; the transaction was rolled back"),
     Outcome(ExitCode.DRIFT, "schema_drift",
-            False, "the database differs from the contract in ways the job does not change on its own"),
+            False, "verify: the database differs from what the migrations build (run reports drift and"
+                   " passes)"),
 )
 
 OUTCOME_BY_CODE = {o.code: o for o in OUTCOMES}
