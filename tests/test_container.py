@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
-import shutil
 import statistics
 import subprocess
 import time
@@ -21,71 +19,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from containerimage import Image, image_or_skip, runtime_flags
 from jobtools import JobRun, job_sessions, parse_events, wait_for_job_session
 from pgcluster import Db
 from test_logs import CLOUD_RUN, CLOUD_RUN_LABELS, PASSWORD, check_entry, free_port, holding_prisma_lock
 
 from job.errors import ExitCode
 
-ROOT = Path(__file__).resolve().parent.parent
-IMAGE = "localhost/db-init-job:test"
-BUILD_TIMEOUT = 600
-CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-
 # The first test on a new machine pays for the base image (~75 s) and the image build (~35 s).
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def missing_tools() -> str | None:
-    for tool in ("podman", "buildah"):
-        if shutil.which(tool) is None:
-            return f"{tool} is not installed (apt-get install buildah podman runc debootstrap)"
-    if os.geteuid() != 0:
-        return "the container tests need root (rootful buildah/podman)"
-    if not os.environ.get("DB_INIT_TEST_BASE") and shutil.which("debootstrap") is None:
-        return "debootstrap is not installed (the test base image is built from it)"
-    return None
-
-
-@dataclass(frozen=True)
-class Image:
-    name: str
-    base: str
-    build_seconds: float
-    size_mb: float
-
-
 @pytest.fixture(scope="session")
 def image() -> Image:
-    reason = missing_tools()
-    if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must build and run the image, but {reason}")
-        pytest.skip(reason)
-    base = subprocess.run([str(ROOT / "tests" / "container" / "build-base.sh")], capture_output=True,
-                          text=True, timeout=BUILD_TIMEOUT, check=False)
-    assert base.returncode == 0, base.stderr[-3000:]
-    base_name = base.stdout.strip().splitlines()[-1]
-    cmd = ["buildah", "build", "--isolation", "chroot", "--network", "host", "--layers", "--force-rm",
-           "--quiet", "--build-arg", f"BASE={base_name}", "--tag", IMAGE]
-    if CA_BUNDLE.exists():  # pip in RUN trusts the host's CAs (TLS-inspecting proxy): mounted, not a layer
-        cmd += ["--volume", f"{CA_BUNDLE}:{CA_BUNDLE}:ro"]
-    started = time.monotonic()
-    build = subprocess.run([*cmd, str(ROOT)], capture_output=True, text=True, timeout=BUILD_TIMEOUT,
-                           check=False)
-    seconds = time.monotonic() - started
-    assert build.returncode == 0, build.stderr[-3000:]
-    inspect = json.loads(subprocess.run(["podman", "image", "inspect", IMAGE], capture_output=True,
-                                        text=True, check=True).stdout)[0]
-    return Image(IMAGE, base_name, seconds, inspect["Size"] / 1e6)
-
-
-def runtime_flags() -> list[str]:
-    """What this host's podman needs (shared/research/container-build.md): runc, and rlimits it may set."""
-    flags = ["--runtime", "runc"] if shutil.which("runc") else []
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
-    return [*flags, "--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
+    return image_or_skip()  # built once per session (containerimage.py), shared with test_pod.py
 
 
 @dataclass
