@@ -55,6 +55,7 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
         log.info("config.url_params_ignored", params=list(config.target.dropped_params))
     db = wait_for_database(config.target, budget_s=config.connect_timeout,
                            application_name=config.application_name, log=log)
+    job: _Job | None = None
     try:
         refuse_old_server(db.server_version)
         job = _Job(db, config, migrations, log, pooled=_pooled(db, config, log))
@@ -64,8 +65,12 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
         if mode == "plan" or plan.empty:
             return RunResult(plan, applied=False)
         return job.apply()
-    except DatabaseFault as fault:
-        if fault.retryable or fault.connection_lost:  # nothing was changed: try again later
+    except DatabaseFault as fault:  # outside a unit of work (inspection, the replay): nothing half-done
+        committed = list(job.committed) if job else []
+        if fault.connection_lost:
+            raise DatabaseUnavailable(f"connection lost: {fault.message}; {_committed_text(committed)}",
+                                      sqlstate=fault.sqlstate, committed=committed) from None
+        if fault.retryable:
             raise DatabaseUnavailable(f"database call failed: {fault.message}",
                                       sqlstate=fault.sqlstate) from None
         raise NeedsHuman(f"the database refused a catalog query: {fault.message}"

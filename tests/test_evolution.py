@@ -17,7 +17,6 @@ from jobtools import MIGRATIONS_DIR, rows_by_table, run_job
 from pgcluster import Db
 from scenarios import STATES
 from test_interop import Peer, pulled_schema
-from test_interop import peer as interop_peer  # noqa: F401  (registers the session fixture `peer`)
 from test_run import EXTRA, rows_kept
 
 # States whose sessions or tables are left beside the contract on purpose (verify --allow-extra there).
