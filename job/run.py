@@ -62,7 +62,10 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
         if mode == "verify":
             return job.verify(allow_extra)
         plan = job.plan()
-        if mode == "plan" or plan.empty:
+        # Constraints left NOT VALID (orphan rows, or a crash before their validation) are validated
+        # again only with --heal always: each try scans the table, too much for every pod start.
+        retry_validations = config.heal == "always" and bool(plan.validations)
+        if mode == "plan" or (plan.empty and not retry_validations):
             return RunResult(plan, applied=False)
         return job.apply()
     except DatabaseFault as fault:  # outside a unit of work (inspection, the replay): nothing half-done

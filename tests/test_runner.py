@@ -304,3 +304,21 @@ def test_a_role_without_create_on_the_database_replays_in_pg_temp(db: Db, folder
     assert run.code == 0, run.stderr
     assert not run.has("contract.unavailable")
     assert run_job(url, "verify", DB_INIT_MIGRATIONS_DIR=str(folder())).code == 0
+
+
+def test_constraints_left_not_valid_by_a_crash_are_validated_by_the_job(db: Db, folder: Folder) -> None:
+    """A run killed after its commit and before its validations: the Job's `--heal always` finishes them."""
+    with db.connect() as conn:
+        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
+        conn.execute('ALTER TABLE "Tenant" DROP CONSTRAINT "Tenant_planId_fkey"')
+        conn.execute('ALTER TABLE "Tenant" ADD CONSTRAINT "Tenant_planId_fkey" FOREIGN KEY ("planId")'
+                     ' REFERENCES "Plan"("id") ON DELETE SET NULL ON UPDATE CASCADE NOT VALID')
+    migrations = folder()
+    cheap = job(db, migrations)  # an init container: settled, no scan
+    assert cheap.code == 0 and not cheap.has("lock.acquired")
+    full = job(db, migrations, DB_INIT_HEAL="always")
+    assert full.code == 0, full.stderr
+    assert any(e.get("action") == "validate_constraint" for e in full.events)
+    with db.connect() as conn:
+        valid = conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'Tenant_planId_fkey'")
+        assert valid.fetchone() == (True,)
