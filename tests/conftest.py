@@ -10,7 +10,7 @@ from test_interop import peer  # noqa: F401  (the real Prisma CLI, for every sui
 
 # Suites whose server-touching tests also run on every supported PostgreSQL major (test_interop_matrix.py);
 # each file's tests that use no server (config, URL parsing, timeouts without a server) are left out.
-MATRIX_FILES = ("test_pgcluster.py", "test_run.py", "test_exit_codes.py")
+MATRIX_FILES = ("test_pgcluster.py", "test_run.py", "test_exit_codes.py", "test_runner.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:
