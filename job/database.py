@@ -267,34 +267,36 @@ class Database:
                ) -> Replay:
         """What ``scripts`` (name, SQL) build, run in order in a scratch schema and read from the catalog.
 
-        All of it happens in one transaction that is always rolled back, so nothing is left
-        behind; a script with its own COMMIT is the exception, and the scratch schema it
-        committed is dropped at the end (or, after a crash, by the next replay).  Without the
-        right to create a schema, the session's temporary schema serves.  A file that
-        PostgreSQL runs only outside a transaction block (CREATE INDEX CONCURRENTLY) is run
-        again without CONCURRENTLY, which builds the same index on the empty scratch tables.
-        ``checkpoints``: counts of scripts after which the catalog is read too (the end always is).
+        All of it happens in one transaction (a savepoint, when the caller is in one already) that
+        is always rolled back, so nothing is left behind.  Without the right to create a schema,
+        the session's temporary schema serves.  A file that PostgreSQL runs only outside a
+        transaction block (CREATE INDEX CONCURRENTLY) is run again without CONCURRENTLY, which
+        builds the same index on the empty scratch tables.  ``checkpoints``: counts of scripts
+        after which the catalog is read too (the end always is).
 
-        The scratch schema is first on the *session's* search_path for the replay (and ``home`` again
-        after), so that what a file runs after its own COMMIT still lands in the scratch schema.
-        Behind a transaction pooler a session setting would outlive the transaction on a shared server
-        connection: there a file with its own transaction control is not replayed at all.
+        Only unqualified names land in the scratch schema, so a file that names a real schema
+        (``"public"."User"``, ``WITH SCHEMA``, its own ``search_path``) is not replayed: the
+        contract is then unknown, and nothing real was touched.  Two things need a commit in the
+        middle, as applying the files has: an enum value used by a later file (55P04), and a file
+        with its own COMMIT.  On a direct connection the scratch schema is then committed (it is
+        first on the *session's* search_path for the replay, so what such a file runs after its
+        COMMIT lands there too) and dropped at the end, or after a crash by the next replay.
+        Behind a transaction pooler, or nested in the caller's transaction, nothing is ever
+        committed: the contract is unknown instead.
         """
-        if pooled:
-            for name, text in scripts:
-                if q.has_transaction_control(text):
-                    raise ReplayFault(name, DatabaseFault(
-                        "it controls its own transaction, which cannot be replayed behind a transaction"
-                        " pooler"), None)
-        self._drop_stale_scratch()
+        self._refuse_unsafe_scripts(scripts, pooled)
+        nested = self.in_transaction
+        may_commit = not pooled and not nested
+        if may_commit:
+            self._drop_stale_scratch()
         settings = q.replay_settings(lock_timeout_ms, statement_timeout_ms)
         skipped: list[str] = []
         catalogs: dict[int, Catalog] = {}
         scratch, committed = "", False
-        self._rows(q.BEGIN)
+        self._rows(q.SAVEPOINT_OUTER if nested else q.BEGIN)
         try:
             self._rows(settings)
-            scratch = self._scratch_schema(session=not pooled)
+            scratch = self._scratch_schema(session=may_commit)
             for done, (name, text) in enumerate(scripts):
                 if done in checkpoints:
                     catalogs[done] = self._read_scratch(scratch)
@@ -302,8 +304,11 @@ class Database:
                 try:
                     self._script(name, text)
                 except ReplayFault as refused:
+                    if not self.in_transaction:  # the file committed, then failed: its scratch is real now
+                        committed = True
+                        raise
                     self._rows(q.ROLLBACK_TO_SAVEPOINT)
-                    if refused.fault.sqlstate == _UNSAFE_NEW_ENUM_VALUE:
+                    if refused.fault.sqlstate == _UNSAFE_NEW_ENUM_VALUE and may_commit:
                         # A value added by an earlier file is usable only once that file committed, as
                         # it is when the files are applied: commit what was replayed so far, go on.
                         self._rows(q.COMMIT)
@@ -321,20 +326,36 @@ class Database:
                             skipped.append(name)
                     else:
                         raise
-                if self._conn.info.transaction_status == _INTRANS:
+                if self.in_transaction:
                     self._rows(q.RELEASE_SAVEPOINT)
                 else:  # the file committed: the scratch schema is real now; carry on in a new transaction
                     committed = True
+                    if not may_commit:
+                        raise ReplayFault(name, DatabaseFault("it commits by itself, which cannot be"
+                                                              " replayed here"), None)
                     self._restart(settings, scratch)
             catalogs[len(scripts)] = self._read_scratch(scratch)
             return Replay(catalogs, tuple(skipped))
         finally:
-            if self._conn.info.transaction_status != _IDLE:
+            if nested:
+                if self.in_transaction:
+                    self._rows(q.ROLLBACK_TO_SAVEPOINT_OUTER)
+                    self._rows(q.RELEASE_SAVEPOINT_OUTER)
+            elif self.in_transaction:
                 self._rows(q.ROLLBACK)
-            if committed:  # temporary objects would shadow the real tables for the rest of the session
-                if not pooled:
-                    self._rows(q.session_search_path(home))
+            if committed and may_commit:  # temporary objects would shadow the real tables otherwise
+                self._rows(q.session_search_path(home))
                 self._rows(q.DISCARD_TEMP if scratch == "pg_temp" else q.drop_schema(scratch))
+
+    def _refuse_unsafe_scripts(self, scripts: Sequence[tuple[str, str]], pooled: bool) -> None:
+        """Files the replay must not run: they would reach real objects (or, behind a pooler, commit)."""
+        schemas = [r[0] for r in self._rows(q.REAL_SCHEMAS)]
+        for name, text in scripts:
+            reason = q.names_a_real_schema(text, schemas)
+            if reason is None and pooled and q.has_transaction_control(text):
+                reason = "it controls its own transaction: not replayed behind a transaction pooler"
+            if reason is not None:
+                raise ReplayFault(name, DatabaseFault(reason), None)
 
     def _restart(self, settings: q.Statement, scratch: str) -> None:
         self._rows(q.BEGIN)
@@ -358,8 +379,9 @@ class Database:
 
     def _scratch_schema(self, *, session: bool) -> str:
         """A schema of our own for the replay, first on the search_path (the session's, when
-        ``session``: rolled back with the transaction, unless a file commits it)."""
-        scratch = f"{REPLAY_PREFIX}{self.backend_pid}"
+        ``session``: rolled back with the transaction, unless a file commits it).  Named after the
+        server's own backend pid (a pooler announces another), so a stale one can be told apart."""
+        scratch = f"{REPLAY_PREFIX}{self._rows(q.BACKEND_PID)[0][0]}"
         self._rows(q.SAVEPOINT)
         try:
             self._rows(q.create_schema(scratch))
@@ -428,7 +450,7 @@ class Database:
         return count
 
     def type_exists(self, schema: str, name: str) -> bool:
-        """Whether ``name`` resolves to a type from ``schema`` (as a migration there would see it)."""
+        """Whether a type of exactly this name is visible from ``schema`` (as a migration there sees it)."""
         return bool(self._pipelined([q.TYPE_EXISTS], {"name": name}, search_path=schema)[0][0][0])
 
     def try_xact_lock(self) -> bool:

@@ -117,7 +117,7 @@ def _same_index(a: Index, b: Index) -> bool:
 
 def _indexes(schema: str, want: Table, got: Table | None, unresolved: list[str]) -> list[Step]:
     if got is None:  # created just now, with its primary key
-        return [_create_index(schema, want.name, i) for i in want.indexes if not i.primary]
+        return [s for i in want.indexes if not i.primary and (s := _create_index(schema, want.name, i))]
     steps = []
     contract_names = {i.name for i in want.indexes}
     for idx in want.indexes:
@@ -134,12 +134,16 @@ def _indexes(schema: str, want: Table, got: Table | None, unresolved: list[str])
                               (q.rename_index(schema, twin.name, idx.name),)))
         elif idx.primary and any(i.primary for i in got.indexes):
             unresolved.append(f'"{want.name}" has a primary key on other columns than {idx.columns}')
+        elif (step := _create_index(schema, want.name, idx)) is not None:
+            steps.append(step)
         else:
-            steps.append(_create_index(schema, want.name, idx))
+            unresolved.append(f'exclusion constraint "{idx.name}" on "{want.name}" is missing')
     return steps
 
 
-def _create_index(schema: str, table: str, idx: Index) -> Step:
+def _create_index(schema: str, table: str, idx: Index) -> Step | None:
+    if idx.constraint == "x":  # an exclusion constraint: its definition is not the index's
+        return None
     if idx.primary:
         return Step("add_primary_key", f'add primary key "{idx.name}"',
                     (q.add_primary_key(schema, table, idx),))

@@ -32,17 +32,24 @@ from job.steps import Step
 MIN_SERVER_VERSION = 120000
 
 
+# The start of `logs` on a ledger row the job leaves failed after a file committed part of itself:
+# running such a file again could apply its first part twice, so it is left for a human.
+PARTIAL_TAG = "db-init: the file committed part of itself, then failed: "
+
+
 @dataclass(frozen=True)
 class Plan:
-    prepare: tuple[Step, ...]  # one transaction, before any migration
+    prepare: tuple[Step, ...]  # one transaction, before anything else; a failure stops the run
     migrations: tuple[Step, ...]  # each pending migration, a unit of its own
     validations: tuple[Step, ...]  # after, each on its own; a failure is reported, not fatal
     notes: tuple[str, ...]  # things found and deliberately left alone
     unresolved: tuple[str, ...]  # differences from the contract the job will not change on its own
+    healing: tuple[Step, ...] = ()  # after prepare, each its own short transaction; never fatal
+    merge: tuple[Step, ...] = ()  # after healing (the merged table needs its columns), one transaction
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return self.prepare + self.migrations
+        return self.prepare + self.healing + self.merge + self.migrations
 
     @property
     def empty(self) -> bool:
@@ -93,6 +100,7 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: 
     """``target``: what the recorded migrations built (None: not known, nothing is healed);
     ``contract``: what the whole folder builds."""
     refuse_unsafe(state)
+    _refuse_partly_committed(state, migrations)
     schema = state.schema
     today = today or datetime.now(UTC).date()
     prepare: list[Step] = []
@@ -109,6 +117,7 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: 
     dropped = _drop_invalid_indexes(state, contract)
     prepare += dropped
 
+    healing: tuple[Step, ...] = ()
     validations: tuple[Step, ...] = ()
     unresolved: tuple[str, ...] = ()
     gone = {str(s.details["index"]) for s in dropped}
@@ -119,17 +128,26 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: 
         notes.append("the ledger holds migrations newer than the folder's: the app moved on, so its schema"
                      " is not healed back to this folder's")
     elif target is not None:
-        healing = heal(target, live, schema, state.unvalidated)
-        prepare += healing.steps
-        validations, unresolved = healing.validations, healing.unresolved
+        healed = heal(target, live, schema, state.unvalidated)
+        healing, validations, unresolved = healed.steps, healed.validations, healed.unresolved
     else:
         notes.append("the contract is not known (its replay failed): nothing is healed")
-    if sessions.merge:
-        prepare.append(sessions.merge)
-
     pending = [m for m in migrations if not state.applied(m.name)]
     units = tuple(_migration_unit(schema, m, new_id()) for m in pending)
-    return Plan(tuple(prepare), units, validations, tuple(notes), unresolved)
+    return Plan(tuple(prepare), units, validations, tuple(notes), unresolved, healing,
+                (sessions.merge,) if sessions.merge else ())
+
+
+def _refuse_partly_committed(state: DatabaseState, migrations: Sequence[Migration]) -> None:
+    """A file that committed part of itself and failed cannot be run again safely: Prisma stops
+    there too (P3009), and so does the job, saying what a human must decide."""
+    shipped = {m.name for m in migrations}
+    for row in state.ledger or ():
+        if row.failed and row.migration_name in shipped and (row.logs or "").startswith(PARTIAL_TAG):
+            why = (row.logs or "")[len(PARTIAL_TAG):][:200]
+            raise NeedsHuman(f"{row.migration_name} committed part of itself, then failed ({why}): finish or"
+                             " undo it by hand, then `prisma migrate resolve --applied` (or `--rolled-back`)",
+                             migration=row.migration_name)
 
 
 def _migration_unit(schema: str, m: Migration, row_id: str) -> Step:

@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from job import app_history
@@ -22,7 +22,16 @@ from job.database import Database, DatabaseFault, ReplayFault
 from job.errors import DatabaseUnavailable, LockBusy, MigrationFailed, NeedsHuman
 from job.lock import LockWait, session_lock
 from job.migrations import Migration, load_migrations, same_timestamps
-from job.plan import EMPTY, Plan, heal_target, make_plan, refuse_old_server, settled
+from job.plan import (
+    EMPTY,
+    PARTIAL_TAG,
+    Plan,
+    heal_target,
+    make_plan,
+    refuse_old_server,
+    refuse_unsafe,
+    settled,
+)
 from job.schemadiff import diff_catalogs
 from job.schemamodel import Catalog
 from job.state import DatabaseState
@@ -135,6 +144,7 @@ class _Job:
 
     def plan(self, *, state: DatabaseState | None = None, announce: bool = True) -> Plan:
         state = state or self.inspect()
+        refuse_unsafe(state)  # before the replay, which would meet a read-only session less clearly
         if self.config.heal == "pending" and settled(state, self.migrations):
             plan = Plan((), (), (), tuple(notes(state, self.migrations)), ())
         else:
@@ -218,31 +228,52 @@ class _Job:
             for unit in plan.migrations:
                 self._migrate(unit, wait)
             orphans = self._validate(plan)
-            drift = self._check() if plan.migrations or plan.prepare else ()
+            drift = self._check() if plan.steps else ()
         if not plan.steps:
             self.log.info("apply.nothing_left", reason="another runner applied everything meanwhile")
         return RunResult(plan, applied=bool(plan.steps), differences=drift, orphans=orphans)
 
     def _prepare(self, wait: LockWait) -> Plan:
-        """The plan, made again under the lock, and its repairs committed in one transaction."""
+        """The plan, made again under the lock; its repairs committed in one transaction, then each
+        healing step in its own short one (a failure there is reported, never fatal: `prisma migrate
+        deploy` would not have stopped on it), then the session merge."""
         if not self.pooled:
             plan = self.plan(announce=False)
-            statements = [s for step in plan.prepare for s in step.statements]
-            if statements:
-                self._unit(Step("prepare", "the repairs", tuple(statements)), wait,
-                           lambda: self.db.execute(statements), steps=plan.prepare)
-            return plan
-        holder: list[Plan] = []
+            self._repairs(plan.prepare, wait)
+        else:
+            holder: list[Plan] = []
 
-        def replan_and_repair() -> None:  # behind a pooler, the lock lives only as long as this transaction
-            holder[:] = [self.plan(announce=False)]
-            self.db.execute([s for st in holder[0].prepare for s in st.statements])
+            def replan_and_repair() -> None:  # behind a pooler the lock lasts as long as this transaction
+                holder[:] = [self.plan(announce=False)]
+                self.db.execute([s for st in holder[0].prepare for s in st.statements])
 
-        started = time.monotonic()
-        self._unit(Step("prepare", "the repairs", ()), wait, replan_and_repair, steps=None, began=started)
-        plan = holder[0]
-        self._log_applied(plan.prepare, started)
+            started = time.monotonic()
+            self._unit(Step("prepare", "the repairs", ()), wait, replan_and_repair, steps=None, began=started)
+            plan = holder[0]
+            self._log_applied(plan.prepare, started)
+        skipped = [line for step in plan.healing if (line := self._heal(step, wait))]
+        self._repairs(plan.merge, wait)
+        if skipped:
+            plan = replace(plan, unresolved=plan.unresolved + tuple(skipped))
         return plan
+
+    def _repairs(self, steps: Sequence[Step], wait: LockWait) -> None:
+        statements = [s for step in steps for s in step.statements]
+        if statements:
+            self._unit(Step("prepare", "the repairs", tuple(statements)), wait,
+                       lambda: self.db.execute(statements), steps=steps)
+
+    def _heal(self, step: Step, wait: LockWait) -> str | None:
+        """One healing step in its own transaction; what PostgreSQL refuses (duplicates under a
+        unique key, NOT NULL over rows) is reported and left for a human."""
+        try:
+            self._unit(step, wait, lambda: self.db.execute(step.statements), steps=(step,))
+        except (MigrationFailed, LockBusy) as refused:
+            self.log.warning("heal.skipped", action=step.action, summary=step.summary,
+                             sqlstate=refused.fields.get("sqlstate"), reason=refused.reason,
+                             note="left for a human; the run goes on")
+            return f"{step.summary}: refused by PostgreSQL (SQLSTATE {refused.fields.get('sqlstate')})"
+        return None
 
     def _unit(self, step: Step, wait: LockWait, body: Callable[[], T], *, steps: Sequence[Step] | None,
               began: float | None = None, statement_timeout: bool = True) -> T:
@@ -278,7 +309,7 @@ class _Job:
             event = "ledger.failed_row_closed" if s.action == "close_failed_row" else "step.applied"
             self.log.info(event, action=s.action, migration=s.migration, summary=s.summary,
                           transaction_ms=duration, **s.details)
-        if steps:
+        if steps and self.committed[-1:] != ["repairs"]:
             self.committed.append("repairs")
 
     def _migrate(self, unit: Step, wait: LockWait) -> None:
@@ -286,6 +317,7 @@ class _Job:
         name = unit.migration or ""
         started_row, script, finished_row = unit.statements
         own_commit: list[bool] = []
+        partial: list[DatabaseFault] = []
 
         def body() -> None:
             if self.pooled and self.db.count(q.applied_rows(self.schema, name)):
@@ -297,8 +329,8 @@ class _Job:
             except DatabaseFault as fault:
                 fault.statement = 1
                 if not self.db.in_transaction:  # the file committed, then a later statement of it failed
-                    self.committed.append(f"{name} (in part: the file committed before it failed;"
-                                          " its ledger row stays failed)")
+                    partial.append(fault)
+                    fault.retryable = False  # never again: its first part is committed
                 raise
             if not self.db.in_transaction:  # the file ended our transaction with a COMMIT of its own
                 own_commit.append(True)
@@ -312,6 +344,18 @@ class _Job:
         except _OutsideTransaction:
             self._migrate_outside_transaction(unit, started)
             return
+        except MigrationFailed:
+            if not partial:
+                raise
+            fault = partial[0]
+            self.db.execute([q.record_failure(self.schema, str(unit.details["row_id"]),
+                                              PARTIAL_TAG + fault.message)])
+            raise MigrationFailed(
+                f"{name} committed part of itself (a COMMIT of its own), then failed: {fault.message}"
+                f" (SQLSTATE {fault.sqlstate}); its ledger row stays failed and the job will not run it"
+                f" again: a human decides (`prisma migrate resolve`); {_committed_text(self.committed)}",
+                action=unit.action, migration=name, sqlstate=fault.sqlstate,
+                committed=[*self.committed, f"{name} (in part)"]) from None
         if own_commit == [False]:
             self.log.info("apply.already_applied", migration=name, reason="another runner applied it")
             return
@@ -343,7 +387,8 @@ class _Job:
         except DatabaseFault as fault:
             if fault.connection_lost:
                 raise DatabaseUnavailable(f"connection lost during {name}, run outside a transaction: its"
-                                          " ledger row stays failed; the next run repairs and retries it",
+                                          " ledger row stays failed; the next run closes it, drops an INVALID"
+                                          " index it left, and runs the file again",
                                           committed=list(self.committed)) from None
             self.db.execute([q.record_failure(self.schema, str(unit.details["row_id"]), fault.message)])
             raise MigrationFailed(

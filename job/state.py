@@ -19,6 +19,7 @@ class LedgerRow:
     finished_at: datetime | None
     rolled_back_at: datetime | None
     applied_steps_count: int
+    logs: str | None = None
 
     @property
     def failed(self) -> bool:

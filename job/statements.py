@@ -40,7 +40,7 @@ SELECT current_setting('server_version_num')::int,
 def ledger_rows(schema: str) -> sql.Composed:
     return sql.SQL(
         "SELECT id, migration_name, checksum, started_at, finished_at, rolled_back_at,"
-        " applied_steps_count FROM {} ORDER BY started_at, migration_name"
+        " applied_steps_count, logs FROM {} ORDER BY started_at, migration_name"
     ).format(sql.Identifier(schema, LEDGER))
 
 
@@ -95,6 +95,12 @@ ROLLBACK = sql.SQL("ROLLBACK")
 COMMIT = sql.SQL("COMMIT")
 DISCARD_TEMP = sql.SQL("DISCARD TEMP")
 SAVEPOINT = sql.SQL("SAVEPOINT db_init_replay")
+SAVEPOINT_OUTER = sql.SQL("SAVEPOINT db_init_replay_all")
+ROLLBACK_TO_SAVEPOINT_OUTER = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay_all")
+RELEASE_SAVEPOINT_OUTER = sql.SQL("RELEASE SAVEPOINT db_init_replay_all")
+# Schemas a migration could reach by name (the system's own are not a migration's to change).
+REAL_SCHEMAS = sql.SQL("SELECT nspname FROM pg_namespace"
+                       " WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'")
 ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay")
 RELEASE_SAVEPOINT = sql.SQL("RELEASE SAVEPOINT db_init_replay")
 TEMP_NAMESPACE = sql.SQL("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()")
@@ -108,7 +114,8 @@ WHERE starts_with(nspname, %(prefix)s)
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
 
 
-TYPE_EXISTS = sql.SQL("SELECT to_regtype(%(name)s) IS NOT NULL")
+TYPE_EXISTS = sql.SQL("SELECT EXISTS (SELECT 1 FROM pg_type WHERE typname = %(name)s"
+                      " AND typnamespace = ANY(current_schemas(true)::regnamespace[]))")
 
 
 def replay_settings(lock_timeout_ms: int, statement_timeout_ms: int) -> sql.Composed:
@@ -271,8 +278,26 @@ def session_search_path(schema: str) -> sql.Composed:
 
 # A statement that begins or ends a transaction, at the start of a line (not plpgsql's BEGIN ... END).
 _TRANSACTION_CONTROL = re.compile(
-    r"^\s*(COMMIT|ROLLBACK|START\s+TRANSACTION|BEGIN\s*(TRANSACTION|WORK)?\s*;)",
+    r"^\s*((COMMIT|ROLLBACK)\b|START\s+TRANSACTION\b|BEGIN\s*(TRANSACTION|WORK)?\s*;)",
     re.IGNORECASE | re.MULTILINE)
+_SEARCH_PATH = re.compile(r"\bSET\s+(LOCAL\s+|SESSION\s+)?search_path\b|set_config\s*\(\s*'search_path'"
+                          r"|\bWITH\s+SCHEMA\b", re.IGNORECASE)
+_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/", re.DOTALL)
+
+
+def names_a_real_schema(text: str, schemas: Sequence[str]) -> str | None:
+    """Why a file may reach objects outside the scratch schema of a replay, if it may (a guard
+    that errs towards "may": the replay is then skipped, never the migration)."""
+    text = _COMMENTS.sub(" ", text)
+    if _SEARCH_PATH.search(text):
+        return "it sets its own search_path or schema, which a replay cannot redirect"
+    for schema in schemas:
+        quoted = '"' + schema.replace('"', '""') + '"'
+        bare = re.escape(schema) if schema == schema.lower() and schema.isidentifier() else None
+        pattern = re.escape(quoted) + r"\s*\." + (rf"|(?<![\w$\"]){bare}\s*\.(?=\s*[\w\"])" if bare else "")
+        if re.search(pattern, text, re.IGNORECASE if bare else 0):
+            return f"it names the schema {schema!r}, which a replay must not touch"
+    return None
 
 
 def has_transaction_control(text: str) -> bool:

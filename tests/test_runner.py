@@ -322,3 +322,70 @@ def test_constraints_left_not_valid_by_a_crash_are_validated_by_the_job(db: Db, 
     with db.connect() as conn:
         valid = conn.execute("SELECT convalidated FROM pg_constraint WHERE conname = 'Tenant_planId_fkey'")
         assert valid.fetchone() == (True,)
+
+
+def test_a_folder_naming_its_schema_is_applied_without_replaying_it(db: Db, tmp_path: Path) -> None:
+    """Schema-qualified names (Prisma's multiSchema, pg_dump baselines) would reach real objects in a
+    replay: the contract is left unknown, nothing real is touched before its time, and Prisma's order
+    of work is kept (the enum value committed before a later file uses it)."""
+    migrations = tmp_path / "migrations"
+    files = {
+        "20240101000000_init": 'CREATE TYPE "public"."Role" AS ENUM (\'A\');\n'
+                               'CREATE TABLE "public"."User" ("id" TEXT PRIMARY KEY,'
+                               ' "role" "public"."Role");\n',
+        "20240102000000_role_b": 'ALTER TYPE "public"."Role" ADD VALUE \'B\';\n',
+        "20240103000000_default_b": 'ALTER TABLE "public"."User" ALTER COLUMN "role" SET DEFAULT \'B\';\n',
+    }
+    for name, text in files.items():
+        (migrations / name).mkdir(parents=True)
+        (migrations / name / "migration.sql").write_text(text)
+    (migrations / "migration_lock.toml").write_text('provider = "postgresql"\n')
+    plan = run_job(db.url, "plan", DB_INIT_MIGRATIONS_DIR=str(migrations))
+    assert plan.code == 0 and plan.has("contract.unavailable")
+    with db.connect() as conn:
+        assert conn.execute("""SELECT to_regclass('public."User"')""").fetchone() == (None,)
+    run = run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(migrations))
+    assert run.code == 0, run.stderr
+    assert len(run.summary["migrations_applied"]) == 3
+    assert run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(migrations)).summary["changed"] is False
+
+
+def test_a_repair_postgresql_refuses_is_reported_and_the_release_goes_through(db: Db, folder: Folder) -> None:
+    """A unique index dropped by hand, duplicates since: healing it fails, the new release must not."""
+    with db.connect() as conn:
+        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
+        conn.execute('DROP INDEX "Tenant_shop_key"')
+        conn.execute("""INSERT INTO "Tenant" (id, shop, "updatedAt")
+                        VALUES ('rt_d1', 'rt_dup', now()), ('rt_d2', 'rt_dup', now())""")
+    run = job(db, folder(WISHLIST))
+    assert run.code == 0, run.stderr
+    assert run.event("heal.skipped")["action"] == "create_index"
+    assert run.summary["migrations_applied"] == ["20260105000000_add_wishlist_count"]
+    with db.connect() as conn:
+        assert conn.execute('SELECT count(*) FROM "Tenant" WHERE shop = %s', ("rt_dup",)).fetchone() == (2,)
+
+
+def test_a_file_that_committed_part_of_itself_is_never_run_twice(db: Db, folder: Folder) -> None:
+    with db.connect() as conn:
+        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
+        conn.execute("""INSERT INTO "Plan" (id, name, "priceMonthly", "messageLimit", "productLimit")
+                        VALUES ('rt_p', 'rt_p', 1, 1, 1)""")
+    migrations = folder({"20260115000000_half": (
+        'ALTER TABLE "Plan" ADD COLUMN "cents" INTEGER NOT NULL DEFAULT 5;\n'
+        'UPDATE "Plan" SET "cents" = "cents" * 100;\nCOMMIT;\n'
+        'ALTER TABLE "Plan" ADD CONSTRAINT "Plan_cents_check" CHECK ("cents" < 100);\n')})
+    first = job(db, migrations)
+    assert first.code == 6 and "committed part of itself" in first.summary["reason"]
+    second = job(db, migrations)
+    assert second.code == 5 and "prisma migrate resolve" in second.summary["reason"]
+    with db.connect() as conn:
+        assert conn.execute("""SELECT "cents" FROM "Plan" WHERE id = 'rt_p'""").fetchone() == (500,)
+
+
+def test_a_type_made_outside_the_folder_does_not_stop_a_pending_file(db: Db, folder: Folder) -> None:
+    """The replay lacks "Status" (made by hand, db push era); the database has it, and so does Prisma."""
+    with db.connect() as conn:
+        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
+        conn.execute("""CREATE TYPE "Status" AS ENUM ('ON', 'OFF')""")
+    run = job(db, folder({"20260116000000_status": 'ALTER TABLE "Tenant" ADD COLUMN "state" "Status";\n'}))
+    assert run.code == 0, run.stderr
