@@ -80,7 +80,7 @@ def run_targets(targets: Sequence[Target], work: Work, *, concurrency: int, log:
     """Every target through ``work``, a bounded number at a time; one ``target.finished`` line each,
     including those a signal stopped or kept from starting. Returns the results and the signal."""
     def one(target: Target) -> TargetResult:
-        bound = log.bind(target=target.name, group=target.group)
+        bound = log.bind(target_name=target.name, group=target.group)
         bound.info("target.started", url=target.database.display, schema=target.database.schema)
         result = work(target, bound)
         _log_finished(bound, result)
@@ -89,7 +89,7 @@ def run_targets(targets: Sequence[Target], work: Work, *, concurrency: int, log:
     def interrupted(target: Target, signal_name: str) -> TargetResult:
         result = TargetResult(target.name, target.group, ExitCode.INTERRUPTED, 0.0,
                               f"interrupted by {signal_name}; its transaction was rolled back")
-        _log_finished(log.bind(target=target.name, group=target.group), result)
+        _log_finished(log.bind(target_name=target.name, group=target.group), result)
         return result
 
     pool = run_bounded(targets, one, concurrency=concurrency, on_interrupt=interrupted)
@@ -98,7 +98,7 @@ def run_targets(targets: Sequence[Target], work: Work, *, concurrency: int, log:
         if done is None:  # never started: the task was stopped first; the next attempt runs it
             skipped = TargetResult(target.name, target.group, ExitCode.INTERRUPTED, 0.0,
                                    f"not started: the task was stopped by {pool.stopped_by}", started=False)
-            _log_finished(log.bind(target=target.name, group=target.group), skipped)
+            _log_finished(log.bind(target_name=target.name, group=target.group), skipped)
         results.append(done or skipped)
     return results, pool.stopped_by
 

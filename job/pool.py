@@ -50,7 +50,19 @@ def run_bounded(items: Sequence[T], work: Callable[[T], R], *, concurrency: int,
     lock = threading.Lock()
     stop: list[str] = []
 
+    done = threading.Event()
+    alive = [0]
+
     def worker() -> None:
+        try:
+            loop()
+        finally:
+            with lock:
+                alive[0] -= 1
+                if not alive[0]:
+                    done.set()
+
+    def loop() -> None:
         me = threading.get_ident()
         while True:
             try:
@@ -76,23 +88,27 @@ def run_bounded(items: Sequence[T], work: Callable[[T], R], *, concurrency: int,
         else psycopg.waiting.wait_select
     threads = [threading.Thread(target=worker, name=f"fleet-{n}", daemon=True)
                for n in range(min(concurrency, len(items)))]
+    alive[0] = len(threads)
+    if not threads:
+        done.set()
     try:
         for thread in threads:
             thread.start()
         try:
-            _join(threads)
+            _wait(done)
         except Interrupted as sig:  # the handler ignores a second signal: the clean-up below finishes
             with lock:
                 stop.append(sig.signal_name)
                 for thread_id in running:
                     _cancel(thread_id, sig.signal_name)
-            _join(threads)
+            _wait(done)
     finally:
         psycopg.waiting.wait = previous_wait
     return PoolResult(results, stop[0] if stop else None)
 
 
-def _join(threads: list[threading.Thread]) -> None:
-    for thread in threads:
-        while thread.is_alive():
-            thread.join(0.2)  # short waits: the signal handler runs between them
+def _wait(done: threading.Event) -> None:
+    # Not Thread.join: on Python 3.11 a join interrupted by the handler's exception can leave
+    # is_alive() False for a thread still running. Short waits: the signal handler runs between them.
+    while not done.wait(0.2):
+        pass

@@ -104,11 +104,13 @@ def test_task_index_and_count_from_cloud_run_or_an_indexed_job() -> None:
     cloud_run = load_fleet_config({}, {"DB_INIT_FLEET_TARGETS": "t.json", "CLOUD_RUN_TASK_INDEX": "2",
                                        "CLOUD_RUN_TASK_COUNT": "5"})
     assert (cloud_run.task_index, cloud_run.task_count, cloud_run.concurrency) == (2, 5, 4)
-    k8s = load_fleet_config({"group": "canary"}, {"DB_INIT_FLEET_TARGETS": "t.json",
-                                                  "JOB_COMPLETION_INDEX": "3", "DB_INIT_FLEET_TASK_COUNT": "4"})
+    indexed = {"DB_INIT_FLEET_TARGETS": "t.json", "JOB_COMPLETION_INDEX": "3",
+               "DB_INIT_FLEET_TASK_COUNT": "4"}
+    k8s = load_fleet_config({"group": "canary"}, indexed)
     assert (k8s.task_index, k8s.task_count, k8s.group) == (3, 4, "canary")
-    with pytest.raises(ConfigError, match="task index 3 .from JOB_COMPLETION_INDEX. is not below the task"
-                                          " count 1: set DB_INIT_FLEET_TASK_COUNT"):
+    expected = ("task index 3 (from JOB_COMPLETION_INDEX) is not below the task count 1:"
+                " set DB_INIT_FLEET_TASK_COUNT")
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         load_fleet_config({}, {"DB_INIT_FLEET_TARGETS": "t.json", "JOB_COMPLETION_INDEX": "3"})
     with pytest.raises(ConfigError, match="DB_INIT_FLEET_CONCURRENCY='0' is not a whole number from 1 to 32"):
         load_fleet_config({}, {"DB_INIT_FLEET_TARGETS": "t.json", "DB_INIT_FLEET_CONCURRENCY": "0"})
@@ -147,4 +149,5 @@ def test_readme_fleet_settings_table_matches_the_code() -> None:
             if ln.startswith("| `--")]
     assert [r[0].strip("`") for r in rows] == [s.flag for s in FLEET_SETTINGS]
     assert [r[1].replace("`", "") for r in rows] == [s.env for s in FLEET_SETTINGS]
-    assert all(r[2].startswith(f"`{s.default}`") or not s.default for r, s in zip(rows, FLEET_SETTINGS, strict=True))
+    for row, s in zip(rows, FLEET_SETTINGS, strict=True):
+        assert row[2].startswith(f"`{s.default}`") or not s.default, row
