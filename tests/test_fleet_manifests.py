@@ -8,8 +8,17 @@ from typing import Any
 import pytest
 from kubernetes_validate import utils as k8s_schema
 from test_kustomize import kustomize, validate
-from test_manifests import CLOUDRUN, K8S, K8S_VERSIONS, api_validator, assert_valid, by_kind, load_all, \
-    needs_a_human_codes, pod_spec
+from test_manifests import (
+    CLOUDRUN,
+    K8S,
+    K8S_VERSIONS,
+    api_validator,
+    assert_valid,
+    by_kind,
+    load_all,
+    needs_a_human_codes,
+    pod_spec,
+)
 
 FLEET = K8S / "fleet"
 
