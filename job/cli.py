@@ -1,4 +1,4 @@
-"""Command line: ``db-init [run|plan|verify|demo|completion]``; every setting also from the environment.
+"""Command line: ``db-init [run|plan|verify|fleet|demo|completion]``; every setting also from the environment.
 
 Options go before or after the subcommand, as with kubectl and terraform: ``db-init --lock-timeout 30s
 plan`` and ``db-init plan --lock-timeout 30s`` are the same. A value is checked by ``job.config``, whose
@@ -22,6 +22,7 @@ from typing import Any
 from job import __version__, logs, signals
 from job.config import SETTINGS, Setting, load_config, load_logging
 from job.errors import OUTCOME_BY_CODE, OUTCOMES, PLAN_CHANGES_PENDING, ExitCode, Interrupted, JobError
+from job.fleetconfig import FLEET_SETTINGS
 from job.redact import redact
 from job.run import RunResult, execute
 from job.steps import Step
@@ -32,6 +33,8 @@ COMMANDS = {
     "run": "apply what is missing, under Prisma's migration lock (the default command)",
     "plan": "print what run would do, SQL included, and change nothing",
     "verify": "compare the database with prisma/schema.prisma and the migrations folder; 0 only if equal",
+    "fleet": "many databases from a targets file: `fleet run` migrates this task's share, `fleet status`"
+             " reads them all",
     "demo": "the production break on a throwaway PostgreSQL, fixed before your eyes (development install)",
     "completion": "print a bash completion script: source <(db-init completion bash)",
 }
@@ -94,11 +97,31 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="the differences as JSON on stdout")
     verify.add_argument("--allow-extra", action="store_true",
                         help="accept tables, columns, indexes and keys the contract does not name")
+    _add_fleet(command("fleet"), formatter)
     demo = command("demo")
     demo.add_argument("--verbose", action="store_true", help="also show the job's log lines as they happen")
     completion = command("completion")
     completion.add_argument("shell", choices=["bash"], metavar="SHELL", help="bash")
     return parser
+
+
+FLEET_ACTIONS = {
+    "run": "migrate this task's share of the targets (Cloud Run task or Indexed Job index), a few at a time",
+    "status": "read every target (read-only) and print a table; 0 only when the fleet is converged",
+}
+
+
+def _add_fleet(fleet: argparse.ArgumentParser, formatter: type[argparse.HelpFormatter]) -> None:
+    actions = fleet.add_subparsers(dest="fleet_action", metavar="ACTION", title="actions", required=True)
+    for name, description in FLEET_ACTIONS.items():
+        p = actions.add_parser(name, help=description, description=description, formatter_class=formatter,
+                               epilog=_exit_code_table())
+        _add_settings(p, argparse.SUPPRESS)
+        group = p.add_argument_group("fleet settings (each also from its environment variable)")
+        for s in FLEET_SETTINGS:
+            group.add_argument(s.flag, dest=s.key, default=None, metavar=s.metavar, help=_setting_help(s))
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="the status of every target as JSON on stdout")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     log = logs.get_logger()
     previous = signals.install()
     try:
-        return _command(args, flags, log)
+        return _fleet(args, flags, log) if args.command == "fleet" else _command(args, flags, log)
     finally:
         logs.close()  # before the default handlers are back: the sink flushes with signals held
         for signum, handler in previous.items():
@@ -151,6 +174,22 @@ def _command(args: argparse.Namespace, flags: dict[str, str | None], log: Any) -
     except Interrupted as sig:
         reason = f"interrupted by {sig.signal_name}; the transaction was rolled back"
         _finish(log, ExitCode.INTERRUPTED, started, reason=reason)
+        return ExitCode.INTERRUPTED
+    except Exception as exc:  # a bug: the one case where a traceback helps
+        log.exception("run.crashed", error=redact(repr(exc)))
+        _finish(log, ExitCode.INTERNAL, started, reason=f"internal error: {type(exc).__name__}")
+        return ExitCode.INTERNAL
+
+
+def _fleet(args: argparse.Namespace, flags: dict[str, str | None], log: Any) -> int:
+    from job import fleetcli
+    started = time.monotonic()
+    try:
+        if args.fleet_action == "status":
+            return fleetcli.fleet_status(flags, fleetcli.fleet_flags(args), log, as_json=args.json)
+        return fleetcli.fleet_run(flags, fleetcli.fleet_flags(args), log)
+    except Interrupted as sig:  # before or after the targets ran; during, the pool handles it
+        _finish(log, ExitCode.INTERRUPTED, started, reason=f"interrupted by {sig.signal_name}")
         return ExitCode.INTERRUPTED
     except Exception as exc:  # a bug: the one case where a traceback helps
         log.exception("run.crashed", error=redact(repr(exc)))
