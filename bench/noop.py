@@ -1,0 +1,105 @@
+"""Question 1: what every pod restart costs. A no-op run on an up-to-date database, whole process.
+
+    python bench/noop.py [--runs N] [--warmup N]
+
+In one hyperfine invocation (so ratios come from one sitting), on databases of one server:
+the floor (bench/floor.py), the job (`python -m job run`), the real `prisma migrate deploy` (npm prisma
+6.19 through tests/interop/prisma.sh, on the same database: it shares the job's ledger) and
+`dbmate --no-dump-schema up` (npm dbmate, on a sibling database the same migrations brought up to date
+with dbmate's own ledger). Peak RSS from `/usr/bin/time -v`. Goals (issue 12): job <= 1.3x the floor,
+>= 4x faster than Prisma's deploy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import (DBMATE, PRISMA, cluster, database, floor_cmd, hyperfine, job_cmd, job_env, load,
+                    peak_rss_mb, ratio, tools_missing)
+
+
+def dbmate_folder(into: Path) -> Path:
+    """The same migration files in dbmate's layout: <version>_<name>.sql with a `-- migrate:up` marker."""
+    from common import MIGRATIONS
+    into.mkdir(parents=True, exist_ok=True)
+    for d in sorted(p for p in MIGRATIONS.iterdir() if p.is_dir()):
+        text = (d / "migration.sql").read_text()
+        version, _, name = d.name.partition("_")
+        (into / f"{version}_{name}.sql").write_text(f"-- migrate:up transaction:false\n{text}\n-- migrate:down\n")
+    return into
+
+
+def measure(runs: int, warmup: int, peers: bool = True) -> dict[str, Any]:
+    with cluster() as pg:
+        _, url = database(pg, "fixed")
+        env = job_env(url)
+        commands = {"floor": floor_cmd(), "job": job_cmd()}
+        notes: list[str] = []
+        missing = tools_missing(str(PRISMA.parent / "node_modules" / "prisma"), "node")
+        if peers and not missing:
+            commands["prisma migrate deploy"] = f"{PRISMA} migrate deploy"
+        elif peers:
+            notes.append(f"prisma skipped: missing {', '.join(missing)}")
+        dbmate_url = None
+        if peers and DBMATE.exists():
+            _, plain = database(pg, "empty")
+            folder = dbmate_folder(Path(tempfile.mkdtemp(prefix="bench-dbmate-")) / "migrations")
+            dbmate_url = plain + "?sslmode=disable"
+            base = f"{DBMATE} --url {shlex.quote(dbmate_url)} --migrations-dir {folder} --no-dump-schema"
+            subprocess.run([*shlex.split(base), "up"], check=True, capture_output=True)
+            commands["dbmate up"] = f"{base} up"
+        elif peers:
+            notes.append(f"dbmate skipped: {DBMATE} missing (npm install --prefix"
+                         " /var/cache/db-init-job/dbmate from bench/dbmate/package-lock.json)")
+        for name, cmd in commands.items():  # each must really be a no-op before it is timed
+            subprocess.run(shlex.split(cmd), env=env, check=True, capture_output=True)
+        before = load()
+        times = hyperfine(commands, runs=runs, warmup=warmup, env=env)
+        rss = {name: peak_rss_mb(shlex.split(cmd), env) for name, cmd in commands.items()}
+        for name in commands:
+            times[name]["peak_rss_mb"] = rss[name]
+        floor = times["floor"]["median_ms"]
+        job = times["job"]["median_ms"]
+        result: dict[str, Any] = {"load_before": before, "load_after": load(), "runs": runs, "warmup": warmup,
+                                  "results": times, "job_over_floor": ratio(job, floor),
+                                  "job_minus_floor_ms": round(job - floor, 1), "notes": notes}
+        if "prisma migrate deploy" in times:
+            result["prisma_over_job"] = ratio(times["prisma migrate deploy"]["median_ms"], job)
+        if "dbmate up" in times:
+            result["dbmate_over_job"] = ratio(times["dbmate up"]["median_ms"], job)
+        return result
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"no-op on an up-to-date database ({r['runs']} runs after {r['warmup']} warm-up; {r['load_before']})")
+    for name, t in r["results"].items():
+        print(f"  {name:24} median {t['median_ms']:7.1f} ms  (min {t['min_ms']:7.1f})  peak RSS {t['peak_rss_mb']:6.1f} MB")
+    print(f"  job / floor = {r['job_over_floor']} (goal <= 1.3); job - floor = {r['job_minus_floor_ms']} ms")
+    if "prisma_over_job" in r:
+        print(f"  prisma deploy / job = {r['prisma_over_job']} (goal >= 4)")
+    if "dbmate_over_job" in r:
+        print(f"  dbmate / job = {r['dbmate_over_job']}")
+    for note in r["notes"]:
+        print(f"  note: {note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    r = measure(args.runs, args.warmup)
+    report(r)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
+
+
+if __name__ == "__main__":
+    main()
