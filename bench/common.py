@@ -51,6 +51,7 @@ def pick_bindir() -> Path:
 @contextlib.contextmanager
 def cluster() -> Iterator[PgCluster]:
     """A throwaway cluster (tests/pgcluster.py), restarted with pg_stat_statements loaded when it exists."""
+    compile_job()
     with PgCluster(pick_bindir()) as pg:
         if _has_stat_statements(pg.bindir):
             with pg.admin() as conn:
@@ -94,6 +95,12 @@ def database(pg: PgCluster, state: str) -> tuple[str, str]:
     with pg.admin(name) as conn:
         STATES[state](conn, "public", MIGRATIONS)
     return name, pg.url(name)
+
+
+def compile_job() -> None:
+    """The job's .pyc files, as the image has them (Dockerfile: compileall): without them every run
+    compiles the job's modules from source (this machine sets PYTHONDONTWRITEBYTECODE), ~110 ms."""
+    subprocess.run([PY, "-m", "compileall", "-q", str(ROOT / "job")], check=True)
 
 
 def job_env(url: str, **extra: str) -> dict[str, str]:

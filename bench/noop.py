@@ -54,6 +54,9 @@ def measure(runs: int, warmup: int, peers: bool = True) -> dict[str, Any]:
             base = f"{DBMATE} --url {shlex.quote(dbmate_url)} --migrations-dir {folder} --no-dump-schema"
             subprocess.run([*shlex.split(base), "up"], check=True, capture_output=True)
             commands["dbmate up"] = f"{base} up"
+            native = next(DBMATE.parent.parent.glob("@dbmate/*/bin/dbmate"), None)
+            if native is not None:  # the Go binary itself, without the npm wrapper's node start-up
+                commands["dbmate up (binary)"] = commands["dbmate up"].replace(str(DBMATE), str(native), 1)
         elif peers:
             notes.append(f"dbmate skipped: {DBMATE} missing (npm install --prefix"
                          " /var/cache/db-init-job/dbmate from bench/dbmate/package-lock.json)")
