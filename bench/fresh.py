@@ -1,0 +1,71 @@
+"""Question 3: a fresh apply on an empty database, the job against the floor plus psql.
+
+    python bench/fresh.py [--runs N] [--warmup N]
+
+hyperfine, in one invocation, each run on a database dropped and created again by `--prepare`:
+`python -m job run` against `bench/floor.py && psql --single-transaction -f all.sql`, where all.sql is
+the migration files of prisma/migrations concatenated in name order (what the job applies; the job also
+replays them once in a scratch schema to build the contract, and writes the ledger). Goal (issue 12): the
+job <= 1.2x that sum.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from common import (MIGRATIONS, cluster, floor_cmd, hyperfine, job_cmd, job_env, load, peak_rss_mb, ratio)
+
+
+def measure(runs: int, warmup: int) -> dict[str, Any]:
+    psql = shutil.which("psql") or str(Path(__file__).parent / "missing-psql")
+    sql_file = Path(tempfile.mkdtemp(prefix="bench-fresh-")) / "all.sql"
+    sql_file.write_text("\n".join((d / "migration.sql").read_text()
+                                  for d in sorted(p for p in MIGRATIONS.iterdir() if p.is_dir())))
+    with cluster() as pg:
+        name = "bench_fresh"
+        url = pg.url(name)
+        admin = f"{psql} -X -q -h {pg.socket_dir} -p {pg.port} -U postgres -d postgres"
+        prepare = (f"{admin} -c 'DROP DATABASE IF EXISTS {name} WITH (FORCE)'"
+                   f" -c 'CREATE DATABASE {name} STRATEGY = FILE_COPY'")
+        commands = {"job": job_cmd(),
+                    "floor + psql": f"{floor_cmd()} && {psql} -X -q -v ON_ERROR_STOP=1 --single-transaction"
+                                    f" -d {shlex.quote(url)} -f {sql_file} >/dev/null"}
+        before = load()
+        times = hyperfine(commands, runs=runs, warmup=warmup, env=job_env(url), prepare=prepare)
+        subprocess.run(prepare, shell=True, check=True)  # noqa: S602 - our own command line
+        times["job"]["peak_rss_mb"] = peak_rss_mb(shlex.split(job_cmd()), job_env(url), repeat=1)
+    shutil.rmtree(sql_file.parent)
+    job, base = times["job"]["median_ms"], times["floor + psql"]["median_ms"]
+    return {"load_before": before, "load_after": load(), "runs": runs, "warmup": warmup, "results": times,
+            "job_over_floor_psql": ratio(job, base), "job_minus_floor_psql_ms": round(job - base, 1)}
+
+
+def report(r: dict[str, Any]) -> None:
+    print(f"fresh apply on an empty database ({r['runs']} runs after {r['warmup']} warm-up; {r['load_before']})")
+    for name, t in r["results"].items():
+        print(f"  {name:24} median {t['median_ms']:7.1f} ms  (min {t['min_ms']:7.1f})")
+    print(f"  job / (floor + psql) = {r['job_over_floor_psql']} (goal <= 1.2);"
+          f" job - (floor + psql) = {r['job_minus_floor_psql_ms']} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    r = measure(args.runs, args.warmup)
+    report(r)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
+
+
+if __name__ == "__main__":
+    main()
