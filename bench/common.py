@@ -48,9 +48,16 @@ def pick_bindir() -> Path:
     return found[max(found)]
 
 
+_shared: list[PgCluster] = []  # run_all.py: one cluster for every script
+
+
 @contextlib.contextmanager
 def cluster() -> Iterator[PgCluster]:
-    """A throwaway cluster (tests/pgcluster.py), restarted with pg_stat_statements loaded when it exists."""
+    """A throwaway cluster (tests/pgcluster.py), restarted with pg_stat_statements loaded when it exists;
+    inside ``shared_cluster()``, that one."""
+    if _shared:
+        yield _shared[0]
+        return
     compile_job()
     with PgCluster(pick_bindir()) as pg:
         if _has_stat_statements(pg.bindir):
@@ -61,6 +68,16 @@ def cluster() -> Iterator[PgCluster]:
                 conn.execute("ALTER SYSTEM SET pg_stat_statements.track_planning = on")
                 conn.execute("SELECT pg_reload_conf()")
         yield pg
+
+
+@contextlib.contextmanager
+def shared_cluster() -> Iterator[PgCluster]:
+    with cluster() as pg:
+        _shared.append(pg)
+        try:
+            yield pg
+        finally:
+            _shared.clear()
 
 
 def stats_available(pg: PgCluster, db: str) -> bool:

@@ -35,16 +35,17 @@ def dbmate_folder(into: Path) -> Path:
     return into
 
 
-def measure(runs: int, warmup: int, peers: bool = True) -> dict[str, Any]:
+def measure(runs: int, warmup: int, peers: bool = True, prisma: bool = True, rss_repeat: int = 3
+            ) -> dict[str, Any]:
     with cluster() as pg:
         _, url = database(pg, "fixed")
         env = job_env(url)
         commands = {"floor": floor_cmd(), "job": job_cmd()}
         notes: list[str] = []
         missing = tools_missing(str(PRISMA.parent / "node_modules" / "prisma"), "node")
-        if peers and not missing:
+        if peers and prisma and not missing:
             commands["prisma migrate deploy"] = f"{PRISMA} migrate deploy"
-        elif peers:
+        elif peers and prisma:
             notes.append(f"prisma skipped: missing {', '.join(missing)}")
         dbmate_url = None
         if peers and DBMATE.exists():
@@ -64,7 +65,7 @@ def measure(runs: int, warmup: int, peers: bool = True) -> dict[str, Any]:
             subprocess.run(shlex.split(cmd), env=env, check=True, capture_output=True)
         before = load()
         times = hyperfine(commands, runs=runs, warmup=warmup, env=env)
-        rss = {name: peak_rss_mb(shlex.split(cmd), env) for name, cmd in commands.items()}
+        rss = {name: peak_rss_mb(shlex.split(cmd), env, rss_repeat) for name, cmd in commands.items()}
         for name in commands:
             times[name]["peak_rss_mb"] = rss[name]
         floor = times["floor"]["median_ms"]

@@ -94,7 +94,7 @@ def roundtrips(pg: Any) -> dict[str, Any]:
             "job_requests": sent}
 
 
-def measure(counts: list[int]) -> dict[str, Any]:
+def measure(counts: list[int]) -> dict[str, Any]:  # noqa: D103
     with cluster() as pg:
         before = load()
         trips = roundtrips(pg)
