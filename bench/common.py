@@ -154,6 +154,38 @@ def hyperfine(commands: dict[str, str], *, runs: int, warmup: int, env: dict[str
                            "runs": len(r["times"])} for r in results}
 
 
+def hyperfine_rounds(commands: dict[str, str], *, rounds: int, runs: int, warmup: int, env: dict[str, str],
+                     prepare: str | None = None, base: str = "floor") -> dict[str, Any]:
+    """``rounds`` hyperfine invocations of ``runs`` runs each, the order of the commands reversed every
+    other round, so that a machine whose load drifts (it is shared) biases no command. Per command: the
+    median and minimum over every run; per ratio to ``base``: the median of the per-round ratios of
+    medians (each measured in one invocation) and the ratio of the minimums (the least disturbed runs)."""
+    names = list(commands)
+    per_round = []
+    for n in range(rounds):
+        order = names if n % 2 == 0 else names[::-1]
+        per_round.append(hyperfine({k: commands[k] for k in order}, runs=runs, warmup=warmup if n == 0 else 1,
+                                   env=env, prepare=prepare))
+    times: dict[str, dict[str, Any]] = {}
+    for name in names:
+        medians = [r[name]["median_ms"] for r in per_round]
+        times[name] = {"median_ms": round(statistics.median(medians), 1),
+                       "min_ms": min(r[name]["min_ms"] for r in per_round),
+                       "max_ms": max(r[name]["max_ms"] for r in per_round),
+                       "round_medians_ms": medians, "runs": sum(r[name]["runs"] for r in per_round)}
+    ratios = {name: {"median_of_round_ratios": round(statistics.median(
+                         r[name]["median_ms"] / r[base]["median_ms"] for r in per_round), 2),
+                     "ratio_of_minimums": ratio(times[name]["min_ms"], times[base]["min_ms"])}
+              for name in names if name != base}
+    return {"times": times, "ratios_to_" + base: ratios, "rounds": rounds, "runs_per_round": runs}
+
+
+def round_ratio(times: dict[str, dict[str, Any]], a: str, b: str) -> float:
+    """Median over rounds of a's median / b's median (both from one hyperfine invocation each round)."""
+    pairs = zip(times[a]["round_medians_ms"], times[b]["round_medians_ms"], strict=True)
+    return round(float(statistics.median(float(x) / float(y) for x, y in pairs)), 2)
+
+
 def peak_rss_mb(command: Sequence[str], env: dict[str, str], repeat: int = 3) -> float:
     """Median of GNU time's "Maximum resident set size" over ``repeat`` runs, in MB."""
     peaks = []

@@ -20,10 +20,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import (MIGRATIONS, cluster, floor_cmd, hyperfine, job_cmd, job_env, load, peak_rss_mb, ratio)
+from common import (
+    MIGRATIONS,
+    cluster,
+    floor_cmd,
+    hyperfine_rounds,
+    job_cmd,
+    job_env,
+    load,
+    peak_rss_mb,
+    ratio,
+    round_ratio,
+)
 
 
-def measure(runs: int, warmup: int) -> dict[str, Any]:
+def measure(runs: int, warmup: int, rounds: int = 4) -> dict[str, Any]:
     psql = shutil.which("psql") or str(Path(__file__).parent / "missing-psql")
     sql_file = Path(tempfile.mkdtemp(prefix="bench-fresh-")) / "all.sql"
     sql_file.write_text("\n".join((d / "migration.sql").read_text()
@@ -38,30 +49,37 @@ def measure(runs: int, warmup: int) -> dict[str, Any]:
                     "floor + psql": f"{floor_cmd()} && {psql} -X -q -v ON_ERROR_STOP=1 --single-transaction"
                                     f" -d {shlex.quote(url)} -f {sql_file} >/dev/null"}
         before = load()
-        times = hyperfine(commands, runs=runs, warmup=warmup, env=job_env(url), prepare=prepare)
-        subprocess.run(prepare, shell=True, check=True)  # noqa: S602 - our own command line
+        hf = hyperfine_rounds(commands, rounds=rounds, runs=runs, warmup=warmup, env=job_env(url),
+                              prepare=prepare, base="floor + psql")
+        times = hf["times"]
+        subprocess.run(prepare, shell=True, check=True)
         times["job"]["peak_rss_mb"] = peak_rss_mb(shlex.split(job_cmd()), job_env(url), repeat=1)
     shutil.rmtree(sql_file.parent)
     job, base = times["job"]["median_ms"], times["floor + psql"]["median_ms"]
-    return {"load_before": before, "load_after": load(), "runs": runs, "warmup": warmup, "results": times,
-            "job_over_floor_psql": ratio(job, base), "job_minus_floor_psql_ms": round(job - base, 1)}
+    return {"load_before": before, "load_after": load(), "rounds": rounds, "runs": runs, "warmup": warmup,
+            "results": times, "job_over_floor_psql": round_ratio(times, "job", "floor + psql"),
+            "job_over_floor_psql_min": ratio(times["job"]["min_ms"], times["floor + psql"]["min_ms"]),
+            "job_minus_floor_psql_ms": round(job - base, 1)}
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"fresh apply on an empty database ({r['runs']} runs after {r['warmup']} warm-up; {r['load_before']})")
+    print(f"fresh apply on an empty database ({r['rounds']} rounds of {r['runs']} runs, order alternating;"
+          f" {r['load_before']})")
     for name, t in r["results"].items():
         print(f"  {name:24} median {t['median_ms']:7.1f} ms  (min {t['min_ms']:7.1f})")
-    print(f"  job / (floor + psql) = {r['job_over_floor_psql']} (goal <= 1.2);"
+    print(f"  job / (floor + psql) = {r['job_over_floor_psql']} (of minimums {r['job_over_floor_psql_min']};"
+          " goal <= 1.2);"
           f" job - (floor + psql) = {r['job_minus_floor_psql_ms']} ms")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3, help="runs per round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    r = measure(args.runs, args.warmup)
+    r = measure(args.runs, args.warmup, args.rounds)
     report(r)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))

@@ -25,7 +25,7 @@ from common import FLOOR, ROOT, cluster, database, hyperfine, load, ratio
 
 def _size_mb(image: str) -> float:
     out = subprocess.run(["podman", "image", "inspect", image], capture_output=True, text=True, check=True)
-    return round(json.loads(out.stdout)[0]["Size"] / 1e6, 1)
+    return round(float(json.loads(out.stdout)[0]["Size"]) / 1e6, 1)
 
 
 def measure(runs: int, warmup: int) -> dict[str, Any]:
@@ -55,7 +55,8 @@ def measure(runs: int, warmup: int) -> dict[str, Any]:
         times = hyperfine({"podman run job": shlex.join(job), "podman run floor": shlex.join(floor)},
                           runs=runs, warmup=warmup, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
     return {"load_before": before, "load_after": load(), "runs": runs, "sizes": sizes, "results": times,
-            "job_over_floor": ratio(times["podman run job"]["median_ms"], times["podman run floor"]["median_ms"])}
+            "job_over_floor": ratio(times["podman run job"]["median_ms"],
+                                    times["podman run floor"]["median_ms"])}
 
 
 def report(r: dict[str, Any]) -> None:

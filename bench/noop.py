@@ -20,23 +20,36 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import (DBMATE, PRISMA, cluster, database, floor_cmd, hyperfine, job_cmd, job_env, load,
-                    peak_rss_mb, ratio, tools_missing)
+from common import (
+    DBMATE,
+    MIGRATIONS,
+    PRISMA,
+    cluster,
+    database,
+    floor_cmd,
+    hyperfine_rounds,
+    job_cmd,
+    job_env,
+    load,
+    peak_rss_mb,
+    ratio,
+    round_ratio,
+    tools_missing,
+)
 
 
 def dbmate_folder(into: Path) -> Path:
     """The same migration files in dbmate's layout: <version>_<name>.sql with a `-- migrate:up` marker."""
-    from common import MIGRATIONS
     into.mkdir(parents=True, exist_ok=True)
     for d in sorted(p for p in MIGRATIONS.iterdir() if p.is_dir()):
         text = (d / "migration.sql").read_text()
         version, _, name = d.name.partition("_")
-        (into / f"{version}_{name}.sql").write_text(f"-- migrate:up transaction:false\n{text}\n-- migrate:down\n")
+        (into / f"{version}_{name}.sql").write_text(f"-- migrate:up\n{text}\n-- migrate:down\n")
     return into
 
 
-def measure(runs: int, warmup: int, peers: bool = True, prisma: bool = True, rss_repeat: int = 3
-            ) -> dict[str, Any]:
+def measure(runs: int, warmup: int, rounds: int = 5, peers: bool = True, prisma: bool = True,
+            rss_repeat: int = 3) -> dict[str, Any]:
     with cluster() as pg:
         _, url = database(pg, "fixed")
         env = job_env(url)
@@ -61,45 +74,56 @@ def measure(runs: int, warmup: int, peers: bool = True, prisma: bool = True, rss
         elif peers:
             notes.append(f"dbmate skipped: {DBMATE} missing (npm install --prefix"
                          " /var/cache/db-init-job/dbmate from bench/dbmate/package-lock.json)")
-        for name, cmd in commands.items():  # each must really be a no-op before it is timed
+        for cmd in commands.values():  # each must really be a no-op before it is timed
             subprocess.run(shlex.split(cmd), env=env, check=True, capture_output=True)
         before = load()
-        times = hyperfine(commands, runs=runs, warmup=warmup, env=env)
+        hf = hyperfine_rounds(commands, rounds=rounds, runs=runs, warmup=warmup, env=env)
+        times = hf["times"]
         rss = {name: peak_rss_mb(shlex.split(cmd), env, rss_repeat) for name, cmd in commands.items()}
         for name in commands:
             times[name]["peak_rss_mb"] = rss[name]
         floor = times["floor"]["median_ms"]
         job = times["job"]["median_ms"]
-        result: dict[str, Any] = {"load_before": before, "load_after": load(), "runs": runs, "warmup": warmup,
-                                  "results": times, "job_over_floor": ratio(job, floor),
-                                  "job_minus_floor_ms": round(job - floor, 1), "notes": notes}
-        if "prisma migrate deploy" in times:
-            result["prisma_over_job"] = ratio(times["prisma migrate deploy"]["median_ms"], job)
-        if "dbmate up" in times:
-            result["dbmate_over_job"] = ratio(times["dbmate up"]["median_ms"], job)
+        result: dict[str, Any] = {
+            "load_before": before, "load_after": load(), "rounds": rounds, "runs": runs, "warmup": warmup,
+            "results": times, "job_over_floor": round_ratio(times, "job", "floor"),
+            "job_over_floor_min": ratio(times["job"]["min_ms"], times["floor"]["min_ms"]),
+            "job_minus_floor_ms": round(job - floor, 1),
+            "job_minus_floor_min_ms": round(times["job"]["min_ms"] - times["floor"]["min_ms"], 1),
+            "notes": notes}
+        for name, key in (("prisma migrate deploy", "prisma_over_job"), ("dbmate up", "dbmate_over_job"),
+                          ("dbmate up (binary)", "dbmate_binary_over_job")):
+            if name in times:
+                result[key] = round_ratio(times, name, "job")
+                result[key + "_min"] = ratio(times[name]["min_ms"], times["job"]["min_ms"])
         return result
 
 
 def report(r: dict[str, Any]) -> None:
-    print(f"no-op on an up-to-date database ({r['runs']} runs after {r['warmup']} warm-up; {r['load_before']})")
+    print(f"no-op on an up-to-date database ({r['rounds']} rounds of {r['runs']} runs, order alternating;"
+          f" {r['load_before']})")
     for name, t in r["results"].items():
-        print(f"  {name:24} median {t['median_ms']:7.1f} ms  (min {t['min_ms']:7.1f})  peak RSS {t['peak_rss_mb']:6.1f} MB")
-    print(f"  job / floor = {r['job_over_floor']} (goal <= 1.3); job - floor = {r['job_minus_floor_ms']} ms")
-    if "prisma_over_job" in r:
-        print(f"  prisma deploy / job = {r['prisma_over_job']} (goal >= 4)")
-    if "dbmate_over_job" in r:
-        print(f"  dbmate / job = {r['dbmate_over_job']}")
+        print(f"  {name:24} median {t['median_ms']:7.1f} ms  (min {t['min_ms']:7.1f})"
+              f"  peak RSS {t['peak_rss_mb']:6.1f} MB")
+    print(f"  job / floor = {r['job_over_floor']} (of minimums {r['job_over_floor_min']}; goal <= 1.3);"
+          f" job - floor = {r['job_minus_floor_ms']} ms (of minimums {r['job_minus_floor_min_ms']})")
+    for key, label in (("prisma_over_job", "prisma deploy / job (goal >= 4)"),
+                       ("dbmate_over_job", "dbmate / job"),
+                       ("dbmate_binary_over_job", "dbmate binary / job")):
+        if key in r:
+            print(f"  {label} = {r[key]} (of minimums {r[key + '_min']})")
     for note in r["notes"]:
         print(f"  note: {note}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=4, help="runs per round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    r = measure(args.runs, args.warmup)
+    r = measure(args.runs, args.warmup, args.rounds)
     report(r)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))

@@ -22,8 +22,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from common import (FLOOR, PY, ROOT, cluster, database, job_env, load, reset_stats, statement_stats,
-                    stats_available)
+from common import (
+    FLOOR,
+    PY,
+    ROOT,
+    cluster,
+    database,
+    job_env,
+    load,
+    reset_stats,
+    statement_stats,
+    stats_available,
+)
 from roundtrips import count
 
 
@@ -64,8 +74,8 @@ def batch(pg: Any, state: str, n: int) -> dict[str, Any]:
             critical.append((times["lock.released"] - times["lock.acquired"]).total_seconds() * 1000)
     rows = statement_stats(pg, name) if stats else []
     with pg.admin(name) as conn:
-        ledger = conn.execute("SELECT migration_name, count(*) FROM _prisma_migrations"
-                              " WHERE finished_at IS NOT NULL AND rolled_back_at IS NULL GROUP BY 1").fetchall()
+        ledger = conn.execute("SELECT migration_name, count(*) FROM _prisma_migrations WHERE finished_at"
+                              " IS NOT NULL AND rolled_back_at IS NULL GROUP BY 1").fetchall()
     result: dict[str, Any] = {
         "state": state, "replicas": n, "exit_codes": codes, "slowest_exit_s": round(max(exits), 2),
         "migrations_applied": applied, "ledger_rows_per_migration": dict(ledger),
@@ -86,7 +96,7 @@ def roundtrips(pg: Any) -> dict[str, Any]:
     name, url = database(pg, "fixed")
 
     def via(port: int) -> str:
-        return pg.url(name).replace(f":{pg.port}/", f":{port}/")
+        return str(pg.url(name)).replace(f":{pg.port}/", f":{port}/")
     env = job_env(url)
     floor, _ = count([PY, str(FLOOR)], env, via, pg.port)
     job, sent = count([PY, "-m", "job", "run"], env, via, pg.port)
@@ -94,7 +104,7 @@ def roundtrips(pg: Any) -> dict[str, Any]:
             "job_requests": sent}
 
 
-def measure(counts: list[int]) -> dict[str, Any]:  # noqa: D103
+def measure(counts: list[int]) -> dict[str, Any]:
     with cluster() as pg:
         before = load()
         trips = roundtrips(pg)
@@ -105,11 +115,13 @@ def measure(counts: list[int]) -> dict[str, Any]:  # noqa: D103
 def report(r: dict[str, Any]) -> None:
     t = r["roundtrips_noop"]
     print(f"many replicas ({r['load_before']})")
-    print(f"  round trips of one no-op process: job {t['job']}, floor {t['floor']} (connecting: {t['connect']});"
+    print(f"  round trips of one no-op process: job {t['job']}, floor {t['floor']}"
+          f" (connecting: {t['connect']});"
           f" job after connecting: {t['job_after_connect']} (goal <= 3)")
     for b in r["batches"]:
         what = "production break" if b["state"] == "demo" else "up to date"
-        line = (f"  {b['replicas']:3} x {what:16} exits {b['exit_codes']} slowest {b['slowest_exit_s']:6.2f} s;"
+        line = (f"  {b['replicas']:3} x {what:16} exits {b['exit_codes']}"
+                f" slowest {b['slowest_exit_s']:6.2f} s;"
                 f" each migration once: {b['each_migration_once']}; lock taken by {b['took_lock']}")
         if b["critical_section_ms"] is not None:
             line += f", critical section {b['critical_section_ms']} ms (goal <= 1000)"
