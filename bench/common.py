@@ -186,16 +186,21 @@ def round_ratio(times: dict[str, dict[str, Any]], a: str, b: str) -> float:
     return round(float(statistics.median(float(x) / float(y) for x, y in pairs)), 2)
 
 
-def peak_rss_mb(command: Sequence[str], env: dict[str, str], repeat: int = 3) -> float:
-    """Median of GNU time's "Maximum resident set size" over ``repeat`` runs, in MB."""
-    peaks = []
+def gnu_time(command: Sequence[str], env: dict[str, str], repeat: int = 3) -> dict[str, float]:
+    """Medians over ``repeat`` runs of GNU time's "Maximum resident set size" (MB) and of the process's
+    CPU time, user + system (ms): on a shared machine CPU time varies far less than wall time."""
+    peaks, cpu = [], []
     for _ in range(repeat):
         res = subprocess.run(["/usr/bin/time", "-v", *command], env=env, capture_output=True, text=True,
                              check=True, cwd=ROOT)
-        kb = next(int(ln.split(":")[1]) for ln in res.stderr.splitlines()
-                  if "Maximum resident set size" in ln)
-        peaks.append(kb / 1024)
-    return round(statistics.median(peaks), 1)
+        fields = {k.strip(): v.strip() for k, _, v in (ln.rpartition(": ") for ln in res.stderr.splitlines())}
+        peaks.append(int(fields["Maximum resident set size (kbytes)"]) / 1024)
+        cpu.append((float(fields["User time (seconds)"]) + float(fields["System time (seconds)"])) * 1000)
+    return {"peak_rss_mb": round(statistics.median(peaks), 1), "cpu_ms": round(statistics.median(cpu), 1)}
+
+
+def peak_rss_mb(command: Sequence[str], env: dict[str, str], repeat: int = 3) -> float:
+    return gnu_time(command, env, repeat)["peak_rss_mb"]
 
 
 def load() -> str:

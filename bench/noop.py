@@ -27,11 +27,11 @@ from common import (
     cluster,
     database,
     floor_cmd,
+    gnu_time,
     hyperfine_rounds,
     job_cmd,
     job_env,
     load,
-    peak_rss_mb,
     ratio,
     round_ratio,
     tools_missing,
@@ -49,7 +49,7 @@ def dbmate_folder(into: Path) -> Path:
 
 
 def measure(runs: int, warmup: int, rounds: int = 5, peers: bool = True, prisma: bool = True,
-            rss_repeat: int = 3) -> dict[str, Any]:
+            rss_repeat: int = 5) -> dict[str, Any]:
     with cluster() as pg:
         _, url = database(pg, "fixed")
         env = job_env(url)
@@ -79,9 +79,8 @@ def measure(runs: int, warmup: int, rounds: int = 5, peers: bool = True, prisma:
         before = load()
         hf = hyperfine_rounds(commands, rounds=rounds, runs=runs, warmup=warmup, env=env)
         times = hf["times"]
-        rss = {name: peak_rss_mb(shlex.split(cmd), env, rss_repeat) for name, cmd in commands.items()}
-        for name in commands:
-            times[name]["peak_rss_mb"] = rss[name]
+        for name, cmd in commands.items():
+            times[name] |= gnu_time(shlex.split(cmd), env, rss_repeat)
         floor = times["floor"]["median_ms"]
         job = times["job"]["median_ms"]
         result: dict[str, Any] = {
@@ -90,6 +89,7 @@ def measure(runs: int, warmup: int, rounds: int = 5, peers: bool = True, prisma:
             "job_over_floor_min": ratio(times["job"]["min_ms"], times["floor"]["min_ms"]),
             "job_minus_floor_ms": round(job - floor, 1),
             "job_minus_floor_min_ms": round(times["job"]["min_ms"] - times["floor"]["min_ms"], 1),
+            "job_over_floor_cpu": ratio(times["job"]["cpu_ms"], times["floor"]["cpu_ms"]),
             "notes": notes}
         for name, key in (("prisma migrate deploy", "prisma_over_job"), ("dbmate up", "dbmate_over_job"),
                           ("dbmate up (binary)", "dbmate_binary_over_job")):
@@ -104,9 +104,10 @@ def report(r: dict[str, Any]) -> None:
           f" {r['load_before']})")
     for name, t in r["results"].items():
         print(f"  {name:24} median {t['median_ms']:7.1f} ms  (min {t['min_ms']:7.1f})"
-              f"  peak RSS {t['peak_rss_mb']:6.1f} MB")
+              f"  CPU {t['cpu_ms']:7.1f} ms  peak RSS {t['peak_rss_mb']:6.1f} MB")
     print(f"  job / floor = {r['job_over_floor']} (of minimums {r['job_over_floor_min']}; goal <= 1.3);"
           f" job - floor = {r['job_minus_floor_ms']} ms (of minimums {r['job_minus_floor_min_ms']})")
+    print(f"  CPU time (user + sys): job / floor = {r['job_over_floor_cpu']}")
     for key, label in (("prisma_over_job", "prisma deploy / job (goal >= 4)"),
                        ("dbmate_over_job", "dbmate / job"),
                        ("dbmate_binary_over_job", "dbmate binary / job")):

@@ -85,6 +85,9 @@ def table(r: dict[str, Any]) -> None:
             rows.append(("1 no-op: prisma deploy / job", f"{n['prisma_over_job']}x", ">= 4x"))
         if "dbmate_over_job" in n:
             rows.append(("1 no-op: dbmate (npm) / job", f"{n['dbmate_over_job']}x", "-"))
+        rows.append(("1 no-op: CPU time job / floor", f"{n['job_over_floor_cpu']}x"
+                     f" ({n['results']['job']['cpu_ms']} vs {n['results']['floor']['cpu_ms']} ms user + sys)",
+                     "-"))
         rows.append(("1 no-op: peak RSS job / floor", f"{n['results']['job']['peak_rss_mb']} /"
                      f" {n['results']['floor']['peak_rss_mb']} MB", "-"))
     if "imports" in r:
