@@ -34,6 +34,21 @@ from common import (
 )
 
 
+def phases(url: str) -> dict[str, float]:
+    """One job run's own timeline, from its log lines' `time`: ms after `run.started` of each event."""
+    from datetime import datetime
+
+    res = subprocess.run(shlex.split(job_cmd()), env=job_env(url), capture_output=True, text=True, check=True)
+    events = [json.loads(ln) for ln in res.stderr.splitlines() if ln.startswith("{")]
+    start = datetime.fromisoformat(events[0]["time"])
+    out: dict[str, float] = {}
+    for e in events:
+        label = e["event"] + (f" {e['migration'][:14]}" if e.get("migration") else "")
+        out[label] = round((datetime.fromisoformat(e["time"]) - start).total_seconds() * 1000, 1)
+    out["duration_ms (run.finished)"] = float(events[-1]["duration_ms"])
+    return out
+
+
 def measure(runs: int, warmup: int, rounds: int = 4) -> dict[str, Any]:
     psql = shutil.which("psql") or str(Path(__file__).parent / "missing-psql")
     sql_file = Path(tempfile.mkdtemp(prefix="bench-fresh-")) / "all.sql"
@@ -54,12 +69,14 @@ def measure(runs: int, warmup: int, rounds: int = 4) -> dict[str, Any]:
         times = hf["times"]
         subprocess.run(prepare, shell=True, check=True)
         times["job"]["peak_rss_mb"] = peak_rss_mb(shlex.split(job_cmd()), job_env(url), repeat=1)
+        subprocess.run(prepare, shell=True, check=True)
+        timeline = phases(url)
     shutil.rmtree(sql_file.parent)
     job, base = times["job"]["median_ms"], times["floor + psql"]["median_ms"]
     return {"load_before": before, "load_after": load(), "rounds": rounds, "runs": runs, "warmup": warmup,
             "results": times, "job_over_floor_psql": round_ratio(times, "job", "floor + psql"),
             "job_over_floor_psql_min": ratio(times["job"]["min_ms"], times["floor + psql"]["min_ms"]),
-            "job_minus_floor_psql_ms": round(job - base, 1)}
+            "job_minus_floor_psql_ms": round(job - base, 1), "job_timeline_ms": timeline}
 
 
 def report(r: dict[str, Any]) -> None:
@@ -70,6 +87,8 @@ def report(r: dict[str, Any]) -> None:
     print(f"  job / (floor + psql) = {r['job_over_floor_psql']} (of minimums {r['job_over_floor_psql_min']};"
           " goal <= 1.2);"
           f" job - (floor + psql) = {r['job_minus_floor_psql_ms']} ms")
+    print("  one job run, ms after run.started:",
+          ", ".join(f"{k} {v}" for k, v in r["job_timeline_ms"].items()))
 
 
 def main() -> None:
