@@ -6,7 +6,8 @@ Not the job: a stand-in for the change proposed to job/database.py and job/run.p
 "Proposals"). Each of ``N`` processes opens a fresh connection (a backend with cold catalog caches, as
 each restarting pod gets) and sends, in one pipeline with one Sync and no transaction, the two queries
 ``settled()`` needs: the schema glance (version, recovery, read-only, backend pid for the pooler check,
-schema, tables, any INVALID index) and the ledger. Measured exactly as the job is in replicas.py:
+schema, tables, any INVALID index, the constraints not validated, which `verify.notes` reports) and the
+ledger. Measured exactly as the job is in replicas.py:
 pg_stat_statements per process, round trips on the wire.
 """
 
@@ -28,7 +29,10 @@ SELECT current_setting('server_version_num')::int, pg_is_in_recovery(),
                       WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') ORDER BY 1), '{}'),
        EXISTS (SELECT 1 FROM pg_index x JOIN pg_class c ON c.oid = x.indrelid
                JOIN pg_namespace n ON n.oid = c.relnamespace
-               WHERE n.nspname = %(schema)s AND NOT x.indisvalid)
+               WHERE n.nspname = %(schema)s AND NOT x.indisvalid),
+       coalesce(ARRAY(SELECT k.conname::text FROM pg_constraint k
+                      JOIN pg_namespace n ON n.oid = k.connamespace
+                      WHERE n.nspname = %(schema)s AND NOT k.convalidated ORDER BY 1), '{}')
 """
 LEDGER = ("SELECT id, migration_name, checksum, started_at, finished_at, rolled_back_at, applied_steps_count"
           ' FROM "public"."_prisma_migrations" ORDER BY started_at, migration_name')
