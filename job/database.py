@@ -238,7 +238,25 @@ class Database:
         return DatabaseState(server_version=version, in_recovery=in_recovery, read_only=read_only,
                              schema=schema, schema_exists=schema_exists, tables=table_set,
                              relations=frozenset(relations), ledger=ledger, catalog=catalog,
-                             unvalidated=unvalidated, row_counts=counts, shared_ids=shared)
+                             unvalidated=unvalidated, row_counts=counts, shared_ids=shared,
+                             invalid_indexes=frozenset(i.name for t in catalog.tables.values()
+                                                       for i in t.indexes if not i.valid))
+
+    def glance(self, schema: str) -> DatabaseState | None:
+        """Enough to tell an up-to-date database, in one round trip and without describing the schema:
+        the server, the schema's tables, INVALID indexes, constraints not validated, the ledger.
+        None when there is no ledger to read (then nothing is settled: inspect)."""
+        try:
+            found, rows = self._pipelined((q.GLANCE, q.ledger_rows(schema)), {"schema": schema})
+        except DatabaseFault as fault:
+            if fault.sqlstate in ("42P01", "3F000"):  # no ledger table, or no schema
+                return None
+            raise
+        version, in_recovery, read_only, schema_exists, tables, invalid, unvalidated = found[0]
+        return DatabaseState(server_version=version, in_recovery=in_recovery, read_only=read_only,
+                             schema=schema, schema_exists=schema_exists, tables=frozenset(tables),
+                             relations=frozenset(), ledger=tuple(LedgerRow(*r) for r in rows),
+                             unvalidated=frozenset(unvalidated), invalid_indexes=frozenset(invalid))
 
     def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, str] | None = None,
                    *, search_path: str | None = None) -> list[list[Any]]:

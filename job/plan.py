@@ -81,7 +81,7 @@ def settled(state: DatabaseState, migrations: Sequence[Migration]) -> bool:
     if any(r.failed and (r.migration_name in shipped or r.migration_name in app_history.RETIRED)
            for r in state.ledger):
         return False
-    if any(not i.valid for t in state.live.values() for i in t.indexes):
+    if state.invalid_indexes:
         return False
     if not state.tables - {q.LEDGER}:  # recorded, yet no table there: worth a look
         return False

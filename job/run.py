@@ -67,6 +67,15 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
     job: _Job | None = None
     try:
         refuse_old_server(db.server_version)
+        if mode != "verify" and config.heal == "pending":
+            # Every pod start asks this first: one round trip, no session setup, no lock.
+            glanced = db.glance(config.target.schema)
+            if glanced is not None:
+                refuse_unsafe(glanced)
+                if settled(glanced, migrations):
+                    plan = Plan((), (), (), tuple(notes(glanced, migrations)), ())
+                    announce(plan, config.target.schema, log)
+                    return RunResult(plan, applied=False)
         job = _Job(db, config, migrations, log, pooled=_pooled(db, config, log))
         if mode == "verify":
             return job.verify(allow_extra)
@@ -107,6 +116,15 @@ def _pooled(db: Database, config: Config, log: Any) -> bool:
     return pooled
 
 
+def announce(plan: Plan, schema: str, log: Any) -> None:
+    """What was planned, once per run: the notes, the drift left for a human, the steps."""
+    for note in plan.notes:
+        log.warning("plan.note", note=note)
+    for line in plan.unresolved:
+        log.warning("drift.found", difference=line, note="left for a human; not changed")
+    log.info("plan.ready", schema=schema, steps=len(plan.steps), actions=[s.action for s in plan.steps])
+
+
 class _Busy(Exception):
     """The transaction-scoped lock is held by someone else: roll back and wait."""
 
@@ -142,7 +160,7 @@ class _Job:
         found += ledger_differences(state, self.migrations)
         return RunResult(EMPTY, applied=False, differences=tuple(found))
 
-    def plan(self, *, state: DatabaseState | None = None, announce: bool = True) -> Plan:
+    def plan(self, *, state: DatabaseState | None = None, quiet: bool = False) -> Plan:
         state = state or self.inspect()
         refuse_unsafe(state)  # before the replay, which would meet a read-only session less clearly
         if self.config.heal == "pending" and settled(state, self.migrations):
@@ -152,13 +170,8 @@ class _Job:
             target = self.contract(heal_target(state, self.migrations), pending)  # first: one replay
             plan = make_plan(state, self.migrations, target=target,
                              contract=self.contract(self.migrations, pending))
-        if announce:
-            for note in plan.notes:
-                self.log.warning("plan.note", note=note)
-            for line in plan.unresolved:
-                self.log.warning("drift.found", difference=line, note="left for a human; not changed")
-            self.log.info("plan.ready", schema=self.schema, steps=len(plan.steps),
-                          actions=[s.action for s in plan.steps])
+        if not quiet:
+            announce(plan, self.schema, self.log)
         return plan
 
     def contract(self, migrations: Sequence[Migration], pending: frozenset[str] | set[str] = frozenset()
@@ -238,13 +251,13 @@ class _Job:
         healing step in its own short one (a failure there is reported, never fatal: `prisma migrate
         deploy` would not have stopped on it), then the session merge."""
         if not self.pooled:
-            plan = self.plan(announce=False)
+            plan = self.plan(quiet=True)
             self._repairs(plan.prepare, wait)
         else:
             holder: list[Plan] = []
 
             def replan_and_repair() -> None:  # behind a pooler the lock lasts as long as this transaction
-                holder[:] = [self.plan(announce=False)]
+                holder[:] = [self.plan(quiet=True)]
                 self.db.execute([s for st in holder[0].prepare for s in st.statements])
 
             started = time.monotonic()

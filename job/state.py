@@ -49,6 +49,8 @@ class DatabaseState:
     row_counts: tuple[tuple[str, int], ...] = ()
     # Ids present in both weighed tables, when both exist.
     shared_ids: int = 0
+    # Indexes left INVALID (an interrupted CREATE INDEX CONCURRENTLY).
+    invalid_indexes: frozenset[str] = frozenset()
 
     @property
     def live(self) -> Schema:

@@ -36,6 +36,26 @@ SELECT current_setting('server_version_num')::int,
                       WHERE n.nspname = %(schema)s ORDER BY 1), '{}')
 """)
 
+# The no-op question in one statement: INSPECT, plus the marks that make an up-to-date ledger worth
+# a closer look (an INVALID index) and the constraints left NOT VALID (for the notes).
+GLANCE = sql.SQL("""
+SELECT current_setting('server_version_num')::int,
+       pg_is_in_recovery(),
+       current_setting('transaction_read_only') = 'on',
+       EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
+       coalesce(ARRAY(SELECT c.relname::text FROM pg_class c
+                      JOIN pg_namespace n ON n.oid = c.relnamespace
+                      WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+                      ORDER BY 1), '{}'),
+       coalesce(ARRAY(SELECT i.relname::text FROM pg_index x
+                      JOIN pg_class i ON i.oid = x.indexrelid
+                      JOIN pg_namespace n ON n.oid = i.relnamespace
+                      WHERE n.nspname = %(schema)s AND NOT x.indisvalid ORDER BY 1), '{}'),
+       coalesce(ARRAY(SELECT k.conname::text FROM pg_constraint k
+                      JOIN pg_namespace n ON n.oid = k.connamespace
+                      WHERE n.nspname = %(schema)s AND NOT k.convalidated ORDER BY 1), '{}')
+""")
+
 
 def ledger_rows(schema: str) -> sql.Composed:
     return sql.SQL(
