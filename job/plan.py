@@ -28,6 +28,7 @@ from job.migrations import Migration
 from job.schemamodel import Catalog
 from job.state import DatabaseState
 from job.steps import Step
+from job.verify import edited
 
 MIN_SERVER_VERSION = 120000
 
@@ -215,9 +216,4 @@ def _ledger_notes(state: DatabaseState, migrations: Sequence[Migration]) -> list
     notes = []
     if newer := ahead(state, migrations):
         notes.append(f"the ledger holds migrations newer than the folder's ({', '.join(newer)}): left alone")
-    for m in migrations:
-        for r in state.ledger or ():
-            if r.migration_name == m.name and r.applied and r.checksum != m.checksum:
-                notes.append(f"migration {m.name} was modified after it was applied (recorded checksum"
-                             f" {r.checksum[:12]}..., the file's {m.checksum[:12]}...): not applied again")
-    return notes
+    return notes + edited(state, migrations)

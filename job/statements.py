@@ -21,8 +21,8 @@ Statement = sql.SQL | sql.Composed
 PRISMA_LOCK_KEY = 72707369
 LEDGER = "_prisma_migrations"
 
-# One round trip: server facts plus the target schema's tables.
-INSPECT = sql.SQL("""
+# The server and the target schema's tables: the start of both inspections below.
+_SERVER_AND_TABLES = """
 SELECT current_setting('server_version_num')::int,
        pg_is_in_recovery(),
        current_setting('transaction_read_only') = 'on',
@@ -30,23 +30,18 @@ SELECT current_setting('server_version_num')::int,
        coalesce(ARRAY(SELECT c.relname::text FROM pg_class c
                       JOIN pg_namespace n ON n.oid = c.relnamespace
                       WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
-                      ORDER BY 1), '{}'),
+                      ORDER BY 1), '{}'),"""
+
+# One round trip: server facts, the schema's tables and every relation name.
+INSPECT = sql.SQL(_SERVER_AND_TABLES + """
        coalesce(ARRAY(SELECT c.relname::text FROM pg_class c
                       JOIN pg_namespace n ON n.oid = c.relnamespace
                       WHERE n.nspname = %(schema)s ORDER BY 1), '{}')
 """)
 
-# The no-op question in one statement: INSPECT, plus the marks that make an up-to-date ledger worth
+# The no-op question in one statement: the same, plus the marks that make an up-to-date ledger worth
 # a closer look (an INVALID index) and the constraints left NOT VALID (for the notes).
-GLANCE = sql.SQL("""
-SELECT current_setting('server_version_num')::int,
-       pg_is_in_recovery(),
-       current_setting('transaction_read_only') = 'on',
-       EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
-       coalesce(ARRAY(SELECT c.relname::text FROM pg_class c
-                      JOIN pg_namespace n ON n.oid = c.relnamespace
-                      WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
-                      ORDER BY 1), '{}'),
+GLANCE = sql.SQL(_SERVER_AND_TABLES + """
        coalesce(ARRAY(SELECT i.relname::text FROM pg_index x
                       JOIN pg_class i ON i.oid = x.indexrelid
                       JOIN pg_namespace n ON n.oid = i.relnamespace

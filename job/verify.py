@@ -16,14 +16,16 @@ from job.statements import LEDGER
 
 def notes(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
     """Worth knowing, not a difference: neither the contract nor Prisma's deploy/status weigh these."""
-    found = [f'constraint "{name}" is NOT VALID: existing rows break it (new writes are checked)'
-             for name in sorted(state.unvalidated)]
-    for m in migrations:
-        for r in state.ledger or ():
-            if r.migration_name == m.name and r.applied and r.checksum != m.checksum:
-                found.append(f"migration {m.name} was modified after it was applied (recorded checksum"
-                             f" {r.checksum[:12]}..., the file's {m.checksum[:12]}...): not applied again")
-    return found
+    return [f'constraint "{name}" is NOT VALID: existing rows break it (new writes are checked)'
+            for name in sorted(state.unvalidated)] + edited(state, migrations)
+
+
+def edited(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
+    """Files changed after they were applied: Prisma no longer warns, nor applies them again."""
+    return [f"migration {m.name} was modified after it was applied (recorded checksum {r.checksum[:12]}...,"
+            f" the file's {m.checksum[:12]}...): not applied again"
+            for m in migrations for r in state.ledger or ()
+            if r.migration_name == m.name and r.applied and r.checksum != m.checksum]
 
 
 def ledger_differences(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:

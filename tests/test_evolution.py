@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from evolution_fixtures import MIGRATIONS, folder_until, releases
+from evolution_fixtures import MIGRATIONS, OWN_TRANSACTION, folder_until, releases
 from jobtools import MIGRATIONS_DIR, rows_by_table, run_job
 from pgcluster import Db
 from scenarios import STATES
@@ -126,3 +126,15 @@ def test_prisma_deploys_on_top_of_the_job_release_by_release(peer: Peer, db: Db,
             again = run(db, folder)
             assert again.code == 0 and again.summary["changed"] is False, again.stderr
         assert verify(db, folder, "demo").code == 0
+
+
+def test_the_fixture_holds_the_shipped_migrations_as_they_are() -> None:
+    """The evolution folders start with the app's own two files: byte for byte, or the suite proves
+    nothing about the folder that ships."""
+    for folder in (MIGRATIONS, OWN_TRANSACTION / "migrations"):
+        for shipped in sorted(MIGRATIONS_DIR.iterdir()):
+            copy = folder / shipped.name
+            if shipped.is_dir():
+                copy = copy / "migration.sql"
+                shipped = shipped / "migration.sql"
+            assert copy.read_bytes() == shipped.read_bytes(), copy
