@@ -16,7 +16,8 @@ what HISTORY.md tells about one Shopify app, behind the narrow hook ``History``:
   - both, "session" empty: the empty "session" is dropped (checked empty again under lock);
   - both, "Session" empty: the empty "Session" is dropped and "session" takes its name;
   - both populated: every row of "session" whose id "Session" lacks is copied into
-    "Session".  On the same id, the row already in "Session" wins: it is the one the
+    "Session", in batches of short transactions (a rerun after an interruption copies
+    only what is still missing).  On the same id, the row already in "Session" wins: it is the one the
     running app wrote last, since the app went back to "Session".  The row that lost
     is not deleted: the old table is kept, whole, as "session_merged_<YYYYMMDD>".
 
@@ -124,7 +125,7 @@ def _merge(state: DatabaseState, live: Schema, contract_columns: tuple[str, ...]
         "merge_session_tables",
         f'copy {copied} sessions from "{LOWER}" into "{UPPER}" ({shared} ids in both: "{UPPER}"\'s row'
         f' kept), then keep "{LOWER}" whole as "{kept_as}"',
-        (q.copy_missing_rows(schema, LOWER, UPPER, columns), q.rename_table(schema, LOWER, kept_as)),
+        (q.copy_missing_batch(schema, LOWER, UPPER, columns), q.rename_table(schema, LOWER, kept_as)),
         details={"rows_in_session": lower_rows, "rows_in_Session": upper_rows, "shared_ids": shared,
                  "rows_copied": copied, "kept_as": kept_as})
     return Resolution((), step, live)
@@ -156,9 +157,12 @@ COUNTED = (LOWER, UPPER)  # tables whose rows (and shared ids) inspection reads 
 def needs_look(state: DatabaseState) -> bool:
     """Worth a replay of the contract even when the ledger says all is applied.
 
-    Only the lowercase era's marks: "session" beside "Session", or "session" with a ledger that
-    saw the lowercase migration.  An app whose model is "session" shows neither.
+    The lowercase era's marks: "session" beside "Session", or "session" with a ledger that
+    saw the lowercase migration (an app whose model is "session" shows neither); and our
+    app's ledger with neither table at all: Shopify's session storage would fail at once.
     """
+    if UPPER not in state.tables and state.applied(BASELINE):
+        return True
     if LOWER not in state.tables:
         return False
     return UPPER in state.tables or any(r.migration_name == LOWERCASE_MIGRATION for r in state.ledger or ())

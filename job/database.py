@@ -116,8 +116,10 @@ def _index_tail(definition: str, table: str) -> str:
 
 
 def _catalog_from_rows(columns: list[Any], indexes: list[Any], constraints: list[Any], enums: list[Any],
-                       views: list[Any], sequences: list[Any]) -> tuple[Catalog, frozenset[str]]:
-    """The catalog rows of one schema as plain data, and the names of constraints not validated yet."""
+                       views: list[Any], sequences: list[Any]
+                       ) -> tuple[Catalog, frozenset[str], frozenset[str]]:
+    """The catalog rows of one schema as plain data, the names of constraints not validated yet, and
+    those of them whose validation a run tried and rows refused (q.MARK)."""
     by_table: dict[str, list[Column]] = {}
     for table, name, type_, nullable, default, identity, generated in columns:
         by_table.setdefault(table, []).append(Column(name, type_, nullable, default, identity, generated))
@@ -127,8 +129,8 @@ def _catalog_from_rows(columns: list[Any], indexes: list[Any], constraints: list
                                                _index_tail(definition, qualified), constraint, valid))
     keys: dict[str, list[ForeignKey]] = {}
     checks: dict[str, list[Check]] = {}
-    unvalidated = set()
-    for table, name, kind, rendered, valid, ref, cols, ref_cols, on_del, on_upd in constraints:
+    unvalidated, refused = set(), set()
+    for table, name, kind, rendered, valid, ref, cols, ref_cols, on_del, on_upd, marked in constraints:
         definition = rendered.removesuffix(" NOT VALID")
         if kind == "f":
             actions = _FK_ACTIONS[on_del], _FK_ACTIONS[on_upd]
@@ -138,11 +140,13 @@ def _catalog_from_rows(columns: list[Any], indexes: list[Any], constraints: list
             checks.setdefault(table, []).append(Check(name, definition))
         if not valid:
             unvalidated.add(name)
+            if marked:
+                refused.add(name)
     tables = {t: Table(t, tuple(cols), tuple(idx.get(t, ())), tuple(keys.get(t, ())),
                        tuple(checks.get(t, ()))) for t, cols in by_table.items()}
     catalog = Catalog(tables, {name: tuple(labels) for name, labels in enums}, dict(views),
                       frozenset(r[0] for r in sequences))
-    return catalog, frozenset(unvalidated)
+    return catalog, frozenset(unvalidated), frozenset(refused)
 
 
 @dataclass(frozen=True)
@@ -188,7 +192,7 @@ class Database:
     def server_version(self) -> int:
         return self._conn.info.server_version
 
-    def _rows(self, query: q.Statement, params: dict[str, str] | None = None) -> list[Any]:
+    def _rows(self, query: q.Statement, params: dict[str, Any] | None = None) -> list[Any]:
         try:
             cur = self._conn.execute(query, params)
             return cur.fetchall() if cur.description else []
@@ -218,10 +222,11 @@ class Database:
         return self._inspect(schema, counted)
 
     def _inspect(self, schema: str, counted: Sequence[str]) -> DatabaseState:
-        found, *described = self._pipelined((q.INSPECT, *q.DESCRIBE), {"schema": schema}, search_path=schema)
+        found, estimates, *described = self._pipelined((q.INSPECT, q.TABLE_ESTIMATES, *q.DESCRIBE),
+                                                       {"schema": schema}, search_path=schema)
         version, in_recovery, read_only, schema_exists, tables, relations = found[0]
         table_set = frozenset(tables)
-        catalog, unvalidated = _catalog_from_rows(*described)
+        catalog, unvalidated, refused = _catalog_from_rows(*described)
 
         # Second round: the ledger and the weighed tables, only where they exist.
         second: list[q.Statement] = []
@@ -238,9 +243,10 @@ class Database:
         return DatabaseState(server_version=version, in_recovery=in_recovery, read_only=read_only,
                              schema=schema, schema_exists=schema_exists, tables=table_set,
                              relations=frozenset(relations), ledger=ledger, catalog=catalog,
-                             unvalidated=unvalidated, row_counts=counts, shared_ids=shared,
+                             unvalidated=unvalidated, refused=refused, row_counts=counts, shared_ids=shared,
                              invalid_indexes=frozenset(i.name for t in catalog.tables.values()
-                                                       for i in t.indexes if not i.valid))
+                                                       for i in t.indexes if not i.valid),
+                             estimated_rows=tuple((str(t), int(n)) for t, n in estimates))
 
     def glance(self, schema: str) -> DatabaseState | None:
         """Enough to tell an up-to-date database, in one round trip and without describing the schema:
@@ -252,11 +258,12 @@ class Database:
             if fault.sqlstate in ("42P01", "3F000"):  # no ledger table, or no schema
                 return None
             raise
-        version, in_recovery, read_only, schema_exists, tables, invalid, unvalidated = found[0]
+        version, in_recovery, read_only, schema_exists, tables, invalid, unvalidated, refused = found[0]
         return DatabaseState(server_version=version, in_recovery=in_recovery, read_only=read_only,
                              schema=schema, schema_exists=schema_exists, tables=frozenset(tables),
                              relations=frozenset(), ledger=tuple(LedgerRow(*r) for r in rows),
-                             unvalidated=frozenset(unvalidated), invalid_indexes=frozenset(invalid))
+                             unvalidated=frozenset(unvalidated), refused=frozenset(refused),
+                             invalid_indexes=frozenset(invalid))
 
     def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, str] | None = None,
                    *, search_path: str | None = None) -> list[list[Any]]:
@@ -466,6 +473,24 @@ class Database:
             except psycopg.Error as exc:
                 raise _statement_fault(exc, index) from None
         return count
+
+    def fetch_one(self, statement: q.Statement, params: dict[str, Any]) -> tuple[Any, ...]:
+        """One statement with parameters, its one row (the merge's batches report what they did)."""
+        try:
+            row = self._conn.execute(statement, params).fetchone()
+        except psycopg.Error as exc:
+            raise _statement_fault(exc, 0) from None
+        return tuple(row) if row else ()
+
+    def index_state(self, schema: str, name: str) -> tuple[bool, bool] | None:
+        """(valid, being built by another session) for an index of ``schema``; None when absent."""
+        rows = self._rows(q.INDEX_STATE, {"schema": schema, "index": name})
+        return (bool(rows[0][0]), bool(rows[0][1])) if rows else None
+
+    def index_progress(self, pid: int) -> tuple[Any, ...] | None:
+        """How far the index build of backend ``pid`` has come (pg_stat_progress_create_index)."""
+        rows = self._rows(q.INDEX_PROGRESS, {"pid": str(pid)})
+        return tuple(rows[0]) if rows else None
 
     def type_exists(self, schema: str, name: str) -> bool:
         """Whether a type of exactly this name is visible from ``schema`` (as a migration there sees it)."""

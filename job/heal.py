@@ -5,7 +5,8 @@ PostgreSQL), so every object PostgreSQL has is healed from PostgreSQL's own
 rendering of it.  Added: missing sequences, enum types and enum values, tables,
 columns, defaults (a default is metadata: set when it differs), primary keys,
 unique constraints, indexes (renamed when the same index exists under another
-name), foreign keys and CHECK constraints (both NOT VALID, validated after in
+name; built CONCURRENTLY on a table with rows, so app writes go on, and a unique
+constraint then attached to its index), foreign keys and CHECK constraints (both NOT VALID, validated after in
 their own step), views.  Never rewritten: a column of another type or
 nullability, an index or constraint with another definition, enum values in
 another order.  Those are reported.
@@ -13,6 +14,7 @@ another order.  Those are reported.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from job import statements as q
@@ -28,7 +30,16 @@ class Healing:
     unresolved: tuple[str, ...]  # differences the job will not change on its own
 
 
-def heal(target: Catalog, live: Catalog, schema: str, unvalidated: frozenset[str]) -> Healing:
+# From this many rows (estimated), an index is built CONCURRENTLY: a plain build holds a SHARE lock,
+# which stops the table's writes, for as long as it takes (about 1 s a million rows on 2 cores).
+CONCURRENT_FROM_ROWS = 10_000
+
+
+def heal(target: Catalog, live: Catalog, schema: str, unvalidated: frozenset[str], *,
+         rows: Callable[[str], int] = lambda table: 0, needed_by: str | None = None) -> Healing:
+    """``unvalidated``: constraints found NOT VALID that this run validates again; ``rows``: a
+    table's estimated rows; ``needed_by``: the pending migration that builds the
+    target too (a unique index refused over duplicate keys then stops the run: it would fail too)."""
     steps: list[Step] = []
     unresolved: list[str] = []
     steps += [Step("create_sequence", f'create missing sequence "{name}"', (q.create_sequence(schema, name),))
@@ -43,7 +54,8 @@ def heal(target: Catalog, live: Catalog, schema: str, unvalidated: frozenset[str
         else:
             steps += _columns(schema, want, got, unresolved)
     for want in tables:
-        steps += _indexes(schema, want, live.tables.get(want.name), unresolved)
+        big = rows(want.name) >= CONCURRENT_FROM_ROWS
+        steps += _indexes(schema, want, live.tables.get(want.name), unresolved, big, needed_by)
     added: list[tuple[str, str]] = []
     for want in tables:
         got = live.tables.get(want.name)
@@ -59,7 +71,8 @@ def heal(target: Catalog, live: Catalog, schema: str, unvalidated: frozenset[str
                if name in unvalidated]
     validations = tuple(
         Step("validate_constraint", f'validate constraint "{name}" on "{table}"',
-             (q.validate_constraint(schema, table, name),), details={"table": table, "constraint": name})
+             (q.validate_constraint(schema, table, name), q.clear_mark(schema, table, name)),
+             details={"table": table, "constraint": name})
         for table, name in added + pending)
     return Healing(tuple(steps), validations, tuple(unresolved))
 
@@ -115,9 +128,10 @@ def _same_index(a: Index, b: Index) -> bool:
     return (a.definition, a.unique, a.primary) == (b.definition, b.unique, b.primary)
 
 
-def _indexes(schema: str, want: Table, got: Table | None, unresolved: list[str]) -> list[Step]:
+def _indexes(schema: str, want: Table, got: Table | None, unresolved: list[str], big: bool,
+             needed_by: str | None) -> list[Step]:
     if got is None:  # created just now, with its primary key
-        return [s for i in want.indexes if not i.primary and (s := _create_index(schema, want.name, i))]
+        return [s for i in want.indexes if not i.primary for s in _create_index(schema, want.name, i)]
     steps = []
     contract_names = {i.name for i in want.indexes}
     for idx in want.indexes:
@@ -134,23 +148,45 @@ def _indexes(schema: str, want: Table, got: Table | None, unresolved: list[str])
                               (q.rename_index(schema, twin.name, idx.name),)))
         elif idx.primary and any(i.primary for i in got.indexes):
             unresolved.append(f'"{want.name}" has a primary key on other columns than {idx.columns}')
-        elif (step := _create_index(schema, want.name, idx)) is not None:
-            steps.append(step)
+        elif created := (_build_concurrently(schema, want.name, idx, needed_by) if big
+                         else _create_index(schema, want.name, idx)):
+            steps += created
         else:
             unresolved.append(f'exclusion constraint "{idx.name}" on "{want.name}" is missing')
     return steps
 
 
-def _create_index(schema: str, table: str, idx: Index) -> Step | None:
+def _create_index(schema: str, table: str, idx: Index) -> list[Step]:
+    """In a short transaction: for a table just created, or one too small to make anyone wait."""
     if idx.constraint == "x":  # an exclusion constraint: its definition is not the index's
-        return None
+        return []
     if idx.primary:
-        return Step("add_primary_key", f'add primary key "{idx.name}"',
-                    (q.add_primary_key(schema, table, idx),))
+        return [Step("add_primary_key", f'add primary key "{idx.name}"',
+                     (q.add_primary_key(schema, table, idx),))]
     if idx.constraint == "u":
-        return Step("add_unique_constraint", f'add unique constraint "{idx.name}"',
-                    (q.add_unique_constraint(schema, table, idx),))
-    return Step("create_index", f'create missing index "{idx.name}"', (q.create_index(schema, table, idx),))
+        return [Step("add_unique_constraint", f'add unique constraint "{idx.name}"',
+                     (q.add_unique_constraint(schema, table, idx),))]
+    return [Step("create_index", f'create missing index "{idx.name}"', (q.create_index(schema, table, idx),))]
+
+
+def _build_concurrently(schema: str, table: str, idx: Index, needed_by: str | None) -> list[Step]:
+    """CREATE [UNIQUE] INDEX CONCURRENTLY: the table's reads and writes go on during the build; a
+    primary key or unique constraint is then attached to the index in a short transaction."""
+    if idx.constraint == "x":
+        return []
+    unique = idx.unique or idx.primary
+    details: dict[str, int | str] = {"table": table, "index": idx.name, "columns": ", ".join(idx.columns)}
+    if unique and needed_by:
+        details["needed_by"] = needed_by
+    build = Step("create_index_concurrently",
+                 f'build missing {"unique " if unique else ""}index "{idx.name}" on "{table}" concurrently',
+                 (q.create_index_concurrently(schema, table, idx, unique=unique),), details=details,
+                 outside_transaction=True)
+    if not (idx.primary or idx.constraint == "u"):
+        return [build]
+    kind = "primary key" if idx.primary else "unique constraint"
+    return [build, Step("attach_index", f'make index "{idx.name}" the {kind} of "{table}"',
+                        (q.attach_index(schema, table, idx),), details={"table": table, "index": idx.name})]
 
 
 def _constraints(schema: str, want: Table, got: Table | None, unresolved: list[str]

@@ -20,6 +20,7 @@ main thread before exit (``close``).
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
@@ -172,6 +173,16 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
         logger_factory=structlog.PrintLoggerFactory(stream),
         cache_logger_on_first_use=False,
     )
+    # A library's own warnings (psycopg's, e.g. a cancellation cut short by a signal) as the job's
+    # structured lines: never a bare text line among the JSON ones.
+    root = logging.getLogger()
+    root.handlers[:] = [_Forward()]
+    root.setLevel(logging.WARNING)
+
+
+class _Forward(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger().warning("library.warning", logger=record.name, detail=record.getMessage())
 
 
 def fork(processors: list[Processor]) -> Processor:

@@ -4,9 +4,12 @@ No database here.  The plan has two parts, as the runner applies them:
 
 - ``prepare``: one short transaction before any migration: the schema, the
   app's repairs (``job.app_history``), the ledger table, failed ledger rows
-  closed, INVALID indexes of the contract dropped (an interrupted concurrent
-  build), and healing toward what the *recorded* migrations built (``target``),
-  never toward a migration that is still pending;
+  closed;
+- ``healing``: each step its own short transaction (or, for CREATE/DROP INDEX
+  CONCURRENTLY, none): INVALID indexes of the contract dropped (an interrupted
+  concurrent build), then healing toward what the *recorded* migrations built
+  (``target``), never toward a migration that is still pending;
+- ``merge``: the app's session merge, in batches;
 - ``migrations``: each pending migration, in name order, as its own unit with
   its ledger row, as `prisma migrate deploy` applies them.
 
@@ -72,7 +75,8 @@ def settled(state: DatabaseState, migrations: Sequence[Migration]) -> bool:
     """Nothing to do, judged from the ledger and a glance at the schema, without the contract.
 
     Every migration of the folder applied, no failed row the job would close, no INVALID
-    index, app tables present, and nothing the app's history marks as worth a look.
+    index, no constraint left NOT VALID that no run tried to validate, app tables present,
+    and nothing the app's history marks as worth a look.
     """
     if not state.schema_exists or state.ledger is None:
         return False
@@ -83,6 +87,8 @@ def settled(state: DatabaseState, migrations: Sequence[Migration]) -> bool:
            for r in state.ledger):
         return False
     if state.invalid_indexes:
+        return False
+    if state.unvalidated - state.refused:  # added NOT VALID by a run that stopped before validating it
         return False
     if not state.tables - {q.LEDGER}:  # recorded, yet no table there: worth a look
         return False
@@ -97,9 +103,10 @@ def heal_target(state: DatabaseState, migrations: Sequence[Migration]) -> tuple[
 
 def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: Catalog | None,
               contract: Catalog | None, new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-              today: date | None = None) -> Plan:
+              today: date | None = None, retry_refused: bool = True) -> Plan:
     """``target``: what the recorded migrations built (None: not known, nothing is healed);
-    ``contract``: what the whole folder builds."""
+    ``contract``: what the whole folder builds; ``retry_refused``: validate again the constraints
+    whose validation rows refused before (a table scan; the release Job's `--heal always` does)."""
     refuse_unsafe(state)
     _refuse_partly_committed(state, migrations)
     schema = state.schema
@@ -116,7 +123,6 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: 
                             (q.create_ledger(schema),)))
     prepare += _close_failed_rows(state, migrations, notes)
     dropped = _drop_invalid_indexes(state, contract)
-    prepare += dropped
 
     healing: tuple[Step, ...] = ()
     validations: tuple[Step, ...] = ()
@@ -129,13 +135,16 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: 
         notes.append("the ledger holds migrations newer than the folder's: the app moved on, so its schema"
                      " is not healed back to this folder's")
     elif target is not None:
-        healed = heal(target, live, schema, state.unvalidated)
+        through = app_history.heal_through(state, migrations)
+        again = state.unvalidated if retry_refused else state.unvalidated - state.refused
+        healed = heal(target, live, schema, again, rows=state.estimate,
+                      needed_by=through.name if through else None)
         healing, validations, unresolved = healed.steps, healed.validations, healed.unresolved
     else:
         notes.append("the contract is not known (its replay failed): nothing is healed")
     pending = [m for m in migrations if not state.applied(m.name)]
     units = tuple(_migration_unit(schema, m, new_id()) for m in pending)
-    return Plan(tuple(prepare), units, validations, tuple(notes), unresolved, healing,
+    return Plan(tuple(prepare), units, validations, tuple(notes), unresolved, (*dropped, *healing),
                 (sessions.merge,) if sessions.merge else ())
 
 
@@ -198,8 +207,8 @@ def _drop_invalid_indexes(state: DatabaseState, contract: Catalog | None) -> lis
         return []
     ours = {i.name for t in contract.tables.values() for i in t.indexes}
     return [Step("drop_invalid_index", f'drop INVALID index "{i.name}" on "{t.name}" (an interrupted'
-                 " concurrent build); it is built again", (q.drop_index(state.schema, i.name),),
-                 details={"table": t.name, "index": i.name})
+                 " concurrent build); it is built again", (q.drop_index_concurrently(state.schema, i.name),),
+                 details={"table": t.name, "index": i.name}, outside_transaction=True)
             for t in state.live.values() for i in t.indexes if not i.valid and i.name in ours]
 
 

@@ -6,11 +6,13 @@ migration by migration → record → verify → report.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
+import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -44,6 +46,10 @@ _UNDEFINED_TYPE = re.compile(r'type "([^"]+)" does not exist')
 # What the replay may refuse in a pending file that `prisma migrate deploy` would refuse too:
 # a syntax error (SQLite's AUTOINCREMENT, PRAGMA), or a type PostgreSQL does not have (DATETIME).
 _BAD_INPUT = {"42601", "42704"}
+_UNIQUE_VIOLATION = "23505"
+# A long concurrent build reports its progress: first after this long, then this often.
+PROGRESS_FIRST_S, PROGRESS_EVERY_S = 5.0, 10.0
+_ROWS_BREAK_IT = {"23503", "23514", "23502"}  # a foreign key, CHECK or NOT NULL that rows violate
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,9 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
         if mode == "verify":
             return job.verify(allow_extra)
         plan = job.plan()
-        # Constraints left NOT VALID (orphan rows, or a crash before their validation) are validated
-        # again only with --heal always: each try scans the table, too much for every pod start.
-        retry_validations = config.heal == "always" and bool(plan.validations)
-        if mode == "plan" or (plan.empty and not retry_validations):
+        # Constraints left NOT VALID by a run that stopped before validating them are validated by the
+        # next; those whose rows refused it only with --heal always (each try scans the table).
+        if mode == "plan" or (plan.empty and not plan.validations):
             return RunResult(plan, applied=False)
         return job.apply()
     except DatabaseFault as fault:  # outside a unit of work (inspection, the replay): nothing half-done
@@ -169,7 +174,8 @@ class _Job:
             pending = {m.name for m in self.migrations if not state.applied(m.name)}
             target = self.contract(heal_target(state, self.migrations), pending)  # first: one replay
             plan = make_plan(state, self.migrations, target=target,
-                             contract=self.contract(self.migrations, pending))
+                             contract=self.contract(self.migrations, pending),
+                             retry_refused=self.config.heal == "always")
         if not quiet:
             announce(plan, self.schema, self.log)
         return plan
@@ -264,8 +270,9 @@ class _Job:
             self._unit(Step("prepare", "the repairs", ()), wait, replan_and_repair, steps=None, began=started)
             plan = holder[0]
             self._log_applied(plan.prepare, started)
-        skipped = [line for step in plan.healing if (line := self._heal(step, wait))]
-        self._repairs(plan.merge, wait)
+        skipped = [line for step in plan.healing if (line := self._heal_one(step, wait))]
+        for step in plan.merge:
+            self._merge(step, wait)
         if skipped:
             plan = replace(plan, unresolved=plan.unresolved + tuple(skipped))
         return plan
@@ -275,6 +282,9 @@ class _Job:
         if statements:
             self._unit(Step("prepare", "the repairs", tuple(statements)), wait,
                        lambda: self.db.execute(statements), steps=steps)
+
+    def _heal_one(self, step: Step, wait: LockWait) -> str | None:
+        return self._outside(step, wait) if step.outside_transaction else self._heal(step, wait)
 
     def _heal(self, step: Step, wait: LockWait) -> str | None:
         """One healing step in its own transaction; what PostgreSQL refuses (duplicates under a
@@ -287,6 +297,180 @@ class _Job:
                              note="left for a human; the run goes on")
             return f"{step.summary}: refused by PostgreSQL (SQLSTATE {refused.fields.get('sqlstate')})"
         return None
+
+    def _outside(self, step: Step, wait: LockWait) -> str | None:
+        """CREATE or DROP INDEX CONCURRENTLY: app reads and writes go on.  Outside a transaction block,
+        with the migration lock held on (behind a pooler, by a second connection's open transaction),
+        lock waits bounded and retried within the budget; the index's validity checked after: an
+        INVALID index is dropped, never left behind.  Duplicate keys under a unique index stop the run
+        when a pending migration builds that index too (it would fail the same way); otherwise, like any
+        refusal here, they are reported and the run goes on."""
+        index = str(step.details["index"])
+        deadline = wait.started + self.config.lock_timeout
+        started = time.monotonic()
+        with self._lock_spanning_statements(wait):
+            attempt = 0
+            while True:
+                attempt += 1
+                found = self.db.index_state(self.schema, index)
+                if found is not None and found[1]:
+                    return self._skip(step, None, "another session is building this index right now")
+                try:
+                    with self._session_timeouts(), self._build_progress(step):
+                        self.db.execute(step.statements)
+                except DatabaseFault as fault:
+                    if fault.connection_lost:
+                        raise
+                    self._drop_leftover(index)
+                    if fault.sqlstate == _UNIQUE_VIOLATION and step.action == "create_index_concurrently":
+                        return self._duplicates(step, fault)
+                    try:
+                        self._retry_or_raise(fault, step, attempt, deadline)
+                    except (MigrationFailed, LockBusy) as refused:
+                        return self._skip(step, refused.fields.get("sqlstate"), refused.reason)
+                    continue
+                break
+            if step.action == "create_index_concurrently":
+                found = self.db.index_state(self.schema, index)
+                if found is None or not found[0]:  # IF NOT EXISTS met an INVALID index, or it went away
+                    return self._skip(step, None, "the index is not valid after its build")
+        self._log_applied([step], started)
+        return None
+
+    def _skip(self, step: Step, sqlstate: Any, reason: str) -> str:
+        self.log.warning("heal.skipped", action=step.action, summary=step.summary, sqlstate=sqlstate,
+                         reason=reason, note="left for a human; the run goes on")
+        return f"{step.summary}: {reason}"
+
+    def _drop_leftover(self, index: str) -> None:
+        """A failed concurrent build leaves its index INVALID (and in the way of the next build)."""
+        found = self.db.index_state(self.schema, index)
+        if found is None or found[0] or found[1]:
+            return
+        try:
+            with self._session_timeouts():
+                self.db.execute([q.drop_index_concurrently(self.schema, index)])
+        except DatabaseFault as fault:
+            if fault.connection_lost:
+                raise
+            self.log.warning("index.invalid_left", index=index, reason=fault.message,
+                             note="the next run drops it and builds it again")
+
+    def _duplicates(self, step: Step, fault: DatabaseFault) -> str:
+        table, index = str(step.details["table"]), str(step.details["index"])
+        columns = [c.strip() for c in str(step.details["columns"]).split(", ")]
+        where = f'"{table}" ({", ".join(columns)})'
+        counted = ""
+        if all(columns):  # an expression index has no plain columns to group by
+            keys, rows = self.db.fetch_one(q.duplicate_keys(self.schema, table, columns), {})
+            counted = (f": {keys} key{'s are' if keys != 1 else ' is'} held by more than one row"
+                       f" ({rows} rows)")
+        line = (f'unique index "{index}" cannot be built on {where}{counted}; nothing was dropped or'
+                " changed in the rows")
+        if "needed_by" in step.details:
+            raise NeedsHuman(f"{line}; {step.details['needed_by']} builds this index too and would fail the"
+                             " same way: merge or remove the duplicates, then run again",
+                             sqlstate=fault.sqlstate, committed=list(self.committed))
+        return self._skip(step, fault.sqlstate, line)
+
+    @contextmanager
+    def _lock_spanning_statements(self, wait: LockWait) -> Iterator[None]:
+        """Directly connected, the session lock is held already.  Behind a transaction pooler, a second
+        connection holds the transaction-scoped lock in an open transaction that does nothing else: it
+        holds no snapshot, so the concurrent build does not wait for it."""
+        if not self.pooled:
+            yield
+            return
+        holder = Database.open({"connect_timeout": "10", **self.config.target.conninfo,
+                                "application_name": self.config.application_name})
+        try:
+            holder.begin()
+            while not holder.try_xact_lock():
+                wait.pause()
+            yield
+        finally:
+            holder.close()  # the transaction ends with the connection: the lock is released
+
+    @contextmanager
+    def _session_timeouts(self) -> Iterator[None]:
+        """lock_timeout for a statement outside a transaction block: a session setting, reset after.
+        Behind a pooler no session setting is made (it would stay on a server connection that others
+        get next): the build waits as the server's settings say, blocking no app query while it does."""
+        if self.pooled:
+            yield
+            return
+        self.db.execute([q.session_timeouts(int(self.config.ddl_lock_timeout * 1000), 0)])
+        try:
+            yield
+        finally:
+            self.db.execute(q.RESET_TIMEOUTS)
+
+    @contextmanager
+    def _build_progress(self, step: Step) -> Iterator[None]:
+        """On a long build, its progress from pg_stat_progress_create_index every few seconds."""
+        if step.action != "create_index_concurrently" or self.pooled:  # the pooler hides the server pid
+            yield
+            return
+        done = threading.Event()
+        pid = self.db.backend_pid
+
+        def report() -> None:
+            if done.wait(PROGRESS_FIRST_S):
+                return
+            try:
+                watcher = Database.open({"connect_timeout": "5", **self.config.target.conninfo,
+                                         "application_name": f"{self.config.application_name} progress"})
+            except DatabaseFault:
+                return
+            try:
+                while True:
+                    row = watcher.index_progress(pid)
+                    if row:
+                        phase, blocks_done, blocks_total, tuples_done, tuples_total, *_ = row
+                        self.log.info("index.progress", index=step.details["index"],
+                                      table=step.details["table"],
+                                      phase=phase, blocks_done=blocks_done, blocks_total=blocks_total,
+                                      tuples_done=tuples_done, tuples_total=tuples_total,
+                                      elapsed_s=round(time.monotonic() - began, 1))
+                    if done.wait(PROGRESS_EVERY_S):
+                        return
+            except DatabaseFault:
+                return
+            finally:
+                watcher.close()
+
+        began = time.monotonic()
+        thread = threading.Thread(target=report, name="index-progress", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join(timeout=5)
+
+    def _merge(self, step: Step, wait: LockWait) -> None:
+        """The two session tables: copied in batches, each its own short transaction, then the old
+        table renamed aside.  Interrupted, the next run copies only the ids still missing."""
+        batch, rename = step.statements
+        started = time.monotonic()
+        after: str | None = None
+        seen_total = copied_total = batches = 0
+        while True:
+            fetch = functools.partial(self.db.fetch_one, batch, {"after": after})
+            last, seen, copied = self._unit(step, wait, fetch, steps=None)
+            if not seen:
+                break
+            after, batches = last, batches + 1
+            seen_total, copied_total = seen_total + seen, copied_total + copied
+            if self.committed[-1:] != ["repairs"]:
+                self.committed.append("repairs")
+            self.log.debug("merge.batch", batch=batches, rows_read=seen, rows_copied=copied)
+        self._unit(step, wait, lambda: self.db.execute([rename]), steps=None)
+        self.log.info("step.applied", action=step.action, summary=step.summary, transaction_ms=round(
+            (time.monotonic() - started) * 1000, 1), **{**step.details, "rows_copied": copied_total,
+                                                        "rows_read": seen_total, "batches": batches})
+        if self.committed[-1:] != ["repairs"]:
+            self.committed.append("repairs")
 
     def _unit(self, step: Step, wait: LockWait, body: Callable[[], T], *, steps: Sequence[Step] | None,
               began: float | None = None, statement_timeout: bool = True) -> T:
@@ -456,10 +640,25 @@ class _Job:
                 fk = live.foreign_key(name) if live else None
                 count = self.db.count(q.count_orphans(self.schema, table, fk)) if fk else 0
                 orphans += count
+                if fault.sqlstate in _ROWS_BREAK_IT:  # not for a lock timeout: the next run tries again
+                    self._mark_refused(table, name, count)
                 self.log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
                                  orphan_rows=count, sqlstate=fault.sqlstate, reason=fault.message,
                                  note="new writes are checked; existing rows that break it are kept")
         return orphans
+
+    def _mark_refused(self, table: str, name: str, rows: int) -> None:
+        """So that the next pod start does not scan the table again for nothing."""
+        broken = {0: "existing rows break it", 1: "1 row breaks it"}.get(rows, f"{rows} rows break it")
+        reason = (f"not validated on {time.strftime('%Y-%m-%d')}: {broken}; VALIDATE CONSTRAINT once they"
+                  " are fixed, or run with DB_INIT_HEAL=always")
+        try:
+            with self._transaction():
+                self.db.execute([q.mark_not_validated(self.schema, table, name, reason)])
+        except DatabaseFault as fault:
+            if fault.connection_lost:
+                raise
+            self.log.warning("fk.mark_failed", table=table, constraint=name, reason=fault.message)
 
     def _check(self) -> tuple[str, ...]:
         """After everything: the schema against what the whole folder builds (drift is reported,

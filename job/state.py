@@ -45,16 +45,23 @@ class DatabaseState:
     catalog: Catalog = field(default_factory=Catalog)
     # Constraints added NOT VALID and not validated yet (orphan rows, or validation pending).
     unvalidated: frozenset[str] = frozenset()
+    # Of those, the ones whose validation a run tried and rows refused (marked by the job's comment).
+    refused: frozenset[str] = frozenset()
     # Row counts, read only for the tables the planner must weigh (the app's hook names them).
     row_counts: tuple[tuple[str, int], ...] = ()
     # Ids present in both weighed tables, when both exist.
     shared_ids: int = 0
     # Indexes left INVALID (an interrupted CREATE INDEX CONCURRENTLY).
     invalid_indexes: frozenset[str] = frozenset()
+    # Each table's rows, estimated from the catalog (no scan): what decides a concurrent index build.
+    estimated_rows: tuple[tuple[str, int], ...] = ()
 
     @property
     def live(self) -> Schema:
         return self.catalog.tables
+
+    def estimate(self, table: str) -> int:
+        return dict(self.estimated_rows).get(table, 0)
 
     def rows_in(self, table: str) -> int | None:
         return dict(self.row_counts).get(table)

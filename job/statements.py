@@ -40,7 +40,8 @@ INSPECT = sql.SQL(_SERVER_AND_TABLES + """
 """)
 
 # The no-op question in one statement: the same, plus the marks that make an up-to-date ledger worth
-# a closer look (an INVALID index) and the constraints left NOT VALID (for the notes).
+# a closer look: an INVALID index, a constraint left NOT VALID that no run has tried to validate (those
+# a run tried and rows refused carry the job's comment, MARK).
 GLANCE = sql.SQL(_SERVER_AND_TABLES + """
        coalesce(ARRAY(SELECT i.relname::text FROM pg_index x
                       JOIN pg_class i ON i.oid = x.indexrelid
@@ -48,7 +49,24 @@ GLANCE = sql.SQL(_SERVER_AND_TABLES + """
                       WHERE n.nspname = %(schema)s AND NOT x.indisvalid ORDER BY 1), '{}'),
        coalesce(ARRAY(SELECT k.conname::text FROM pg_constraint k
                       JOIN pg_namespace n ON n.oid = k.connamespace
-                      WHERE n.nspname = %(schema)s AND NOT k.convalidated ORDER BY 1), '{}')
+                      WHERE n.nspname = %(schema)s AND NOT k.convalidated ORDER BY 1), '{}'),
+       coalesce(ARRAY(SELECT k.conname::text FROM pg_constraint k
+                      JOIN pg_namespace n ON n.oid = k.connamespace
+                      WHERE n.nspname = %(schema)s AND NOT k.convalidated
+                        AND obj_description(k.oid, 'pg_constraint') LIKE 'db-init: %%' ORDER BY 1), '{}')
+""")
+
+
+# Rows of each table, estimated as the planner does: the density the last ANALYZE saw times the
+# table's pages now (never analyzed: a generous 60 rows a page).  No scan.
+TABLE_ESTIMATES = sql.SQL("""
+SELECT c.relname::text,
+       CASE WHEN c.relpages > 0 AND c.reltuples >= 0
+            THEN c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int)
+            ELSE pg_relation_size(c.oid) / current_setting('block_size')::int * 60 END::bigint
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind = 'r'
+ORDER BY 1
 """)
 
 
@@ -252,7 +270,8 @@ SELECT t.relname, k.conname, k.contype::text, pg_get_constraintdef(k.oid), k.con
              JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum ORDER BY u.ord),
        ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(attnum, ord)
              JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum ORDER BY u.ord),
-       k.confdeltype::text, k.confupdtype::text
+       k.confdeltype::text, k.confupdtype::text,
+       coalesce(obj_description(k.oid, 'pg_constraint'), '') LIKE 'db-init: %%'
 FROM pg_constraint k
 JOIN pg_class t ON t.oid = k.conrelid
 LEFT JOIN pg_class r ON r.oid = k.confrelid
@@ -386,6 +405,62 @@ def drop_index(schema: str, name: str) -> sql.Composed:
     return sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, name))
 
 
+# --- indexes built beside live traffic ------------------------------------------------------------
+# CREATE/DROP INDEX CONCURRENTLY take SHARE UPDATE EXCLUSIVE: app reads and writes go on.  They run
+# only outside a transaction block, each on its own (never in a multi-statement string).
+
+def create_index_concurrently(schema: str, table: str, index: Index, *, unique: bool) -> sql.Composed:
+    return sql.SQL("CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} USING {}").format(
+        sql.SQL("UNIQUE " if unique else ""), sql.Identifier(index.name),
+        sql.Identifier(schema, table), sql.SQL(index.definition))
+
+
+def drop_index_concurrently(schema: str, name: str) -> sql.Composed:
+    return sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(schema, name))
+
+
+def attach_index(schema: str, table: str, index: Index) -> sql.Composed:
+    """A unique index built beforehand becomes the constraint: a catalog change, no scan."""
+    kind = "PRIMARY KEY" if index.primary else "UNIQUE"
+    return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} USING INDEX {}").format(
+        sql.Identifier(schema, table), sql.Identifier(index.name), sql.SQL(kind), sql.Identifier(index.name))
+
+
+def session_timeouts(lock_timeout_ms: int, statement_timeout_ms: int) -> sql.Composed:
+    """For statements that run outside a transaction block (direct connections only)."""
+    return sql.SQL("SELECT set_config('lock_timeout', {}, false), set_config('statement_timeout', {}, false)"
+                   ).format(sql.Literal(f"{lock_timeout_ms}ms"), sql.Literal(f"{statement_timeout_ms}ms"))
+
+
+# RESET restores the role's, database's or server's own defaults.
+RESET_TIMEOUTS = (sql.SQL("RESET lock_timeout"), sql.SQL("RESET statement_timeout"))
+
+# An index's validity, and whether some session is building it right now (an INVALID index that is
+# being built is not a leftover: dropping it would kill the other build).
+INDEX_STATE = sql.SQL("""
+SELECT x.indisvalid,
+       EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = x.indexrelid
+               AND p.pid <> pg_backend_pid())
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
+WHERE n.nspname = %(schema)s AND i.relname = %(index)s
+""")
+
+# How far a long build has come (PostgreSQL 12+).
+INDEX_PROGRESS = sql.SQL("""
+SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total, lockers_done, lockers_total
+FROM pg_stat_progress_create_index WHERE pid = %(pid)s
+""")
+
+
+def duplicate_keys(schema: str, table: str, columns: Sequence[str]) -> sql.Composed:
+    """Keys held by more than one row (NULLs are distinct, as in a unique index), and those rows."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
+    return sql.SQL("SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {} WHERE {}"
+                   " GROUP BY {} HAVING count(*) > 1) d").format(
+        sql.Identifier(schema, table), not_null, cols)
+
+
 def add_constraint(schema: str, table: str, name: str, definition: str) -> sql.Composed:
     """NOT VALID: existing rows are not checked (short lock); VALIDATE follows in its own step."""
     return sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {} NOT VALID").format(
@@ -425,6 +500,31 @@ def validate_constraint(schema: str, table: str, name: str) -> sql.Composed:
         sql.Identifier(schema, table), sql.Identifier(name))
 
 
+# A constraint whose validation rows refused carries this comment, so the next pod start does not scan
+# the table again for nothing (only DB_INIT_HEAL=always runs try again).  Never over a comment of
+# someone else's; taken off once the constraint is valid.
+MARK = "db-init: "
+
+
+def mark_not_validated(schema: str, table: str, name: str, reason: str) -> sql.Composed:
+    return sql.SQL(
+        "DO " + GUARD_TAG + " BEGIN IF coalesce(obj_description((SELECT k.oid FROM pg_constraint k"
+        " WHERE k.conrelid = {rel}::regclass AND k.conname = {n}), 'pg_constraint'), {mark}) LIKE {like}"
+        " THEN COMMENT ON CONSTRAINT {c} ON {t} IS {text}; END IF; END " + GUARD_TAG
+    ).format(rel=sql.Literal(sql.Identifier(schema, table).as_string()), n=sql.Literal(name),
+             mark=sql.Literal(MARK), like=sql.Literal(MARK + "%"), c=sql.Identifier(name),
+             t=sql.Identifier(schema, table), text=sql.Literal(MARK + reason))
+
+
+def clear_mark(schema: str, table: str, name: str) -> sql.Composed:
+    return sql.SQL(
+        "DO " + GUARD_TAG + " BEGIN IF obj_description((SELECT k.oid FROM pg_constraint k"
+        " WHERE k.conrelid = {rel}::regclass AND k.conname = {n}), 'pg_constraint') LIKE {like}"
+        " THEN COMMENT ON CONSTRAINT {c} ON {t} IS NULL; END IF; END " + GUARD_TAG
+    ).format(rel=sql.Literal(sql.Identifier(schema, table).as_string()), n=sql.Literal(name),
+             like=sql.Literal(MARK + "%"), c=sql.Identifier(name), t=sql.Identifier(schema, table))
+
+
 def rename_constraint(schema: str, table: str, old: str, new: str) -> sql.Composed:
     return sql.SQL("ALTER TABLE {} RENAME CONSTRAINT {} TO {}").format(
         sql.Identifier(schema, table), sql.Identifier(old), sql.Identifier(new))
@@ -454,13 +554,24 @@ def drop_if_empty(schema: str, table: str) -> sql.Composed:
     ).format(t=sql.Identifier(schema, table), n=sql.Literal(f"{schema}.{table}"))
 
 
-def copy_missing_rows(schema: str, source: str, target: str, columns: Sequence[str]) -> sql.Composed:
-    """Rows of source whose id target lacks; on the same id, target's row stays."""
+MERGE_BATCH_ROWS = 5000
+
+
+def copy_missing_batch(schema: str, source: str, target: str, columns: Sequence[str]) -> sql.Composed:
+    """The next batch of source's rows after id %(after)s (NULL: from the start), in id order: those
+    whose id target lacks are copied (on the same id, target's row stays).  Returns the batch's last
+    id, its rows and how many were copied.  Each batch is a short transaction of its own, and a rerun
+    after an interruption copies only what is still missing: never a row twice."""
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
-    return sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} s WHERE NOT EXISTS"
-                   " (SELECT 1 FROM {} t WHERE t.{} = s.{})").format(
-        sql.Identifier(schema, target), cols, cols, sql.Identifier(schema, source),
-        sql.Identifier(schema, target), sql.Identifier("id"), sql.Identifier("id"))
+    return sql.SQL(
+        "WITH batch AS (SELECT {cols} FROM {source} WHERE %(after)s::text IS NULL OR {id} > %(after)s"
+        " ORDER BY {id} LIMIT {limit}),"
+        " copied AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM batch b WHERE NOT EXISTS"
+        " (SELECT 1 FROM {target} t WHERE t.{id} = b.{id}) ON CONFLICT DO NOTHING RETURNING 1)"
+        " SELECT (SELECT {id} FROM batch ORDER BY {id} DESC LIMIT 1), (SELECT count(*) FROM batch),"
+        " (SELECT count(*) FROM copied)"
+    ).format(cols=cols, source=sql.Identifier(schema, source), target=sql.Identifier(schema, target),
+             id=sql.Identifier("id"), limit=sql.Literal(MERGE_BATCH_ROWS))
 
 
 def count_shared_ids(schema: str, a: str, b: str) -> sql.Composed:

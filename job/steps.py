@@ -15,6 +15,8 @@ class Step:
     migration: str | None = None  # the migration this step applies or records
     ledger_change: bool = False  # a ledger row written or closed
     details: dict[str, int | str] = field(default_factory=dict, compare=False)  # counts, for the log
+    # Run outside a transaction block (CREATE/DROP INDEX CONCURRENTLY), each statement on its own.
+    outside_transaction: bool = False
 
     def sql_text(self) -> str:
         return ";\n".join(s.as_string().strip().rstrip(";") for s in self.statements) + ";"

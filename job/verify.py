@@ -17,6 +17,7 @@ from job.statements import LEDGER
 def notes(state: DatabaseState, migrations: Sequence[Migration]) -> list[str]:
     """Worth knowing, not a difference: neither the contract nor Prisma's deploy/status weigh these."""
     return [f'constraint "{name}" is NOT VALID: existing rows break it (new writes are checked)'
+            if name in state.refused else f'constraint "{name}" is NOT VALID: not validated yet'
             for name in sorted(state.unvalidated)] + edited(state, migrations)
 
 

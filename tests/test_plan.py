@@ -24,6 +24,8 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TODAY = date(2026, 11, 22)
 BASELINE, FIX = (m.name for m in MIGRATIONS)
 assert BASELINE == BASELINE_NAME
+RETIRED_SQLITE = "20251008130439_update_for_new_pricing"
+assert RETIRED_SQLITE in RETIRED
 
 
 def row(name: str, *, finished: bool = True, rolled_back: bool = False) -> LedgerRow:
@@ -86,9 +88,13 @@ def test_fixed_database_needs_nothing_and_is_settled_without_the_contract() -> N
                            row("20251008130439_update_for_new_pricing", finished=False))),
     replace(FIXED, ledger=(row(BASELINE), row(FIX)), tables=frozenset({"_prisma_migrations"})),
     replace(FIXED, tables=FIXED.tables | {"session"}),
+    replace(FIXED, tables=FIXED.tables - {"Session"}),  # our app's sessions gone: the storage would fail
+    replace(FIXED, tables=FIXED.tables - {"Session"} | {"session"}),  # renamed by hand, no ledger row
+    replace(FIXED, unvalidated=frozenset({"ProductProfile_tenantId_fkey"})),  # a run stopped before VALIDATE
     replace(FIXED, schema_exists=False),
     replace(FIXED, ledger=None),
-], ids=["pending", "failed_retired_row", "no_tables", "session_beside_Session", "no_schema", "no_ledger"])
+], ids=["pending", "failed_retired_row", "no_tables", "session_beside_Session", "no_Session",
+        "only_session_no_ledger_row", "not_validated_untried", "no_schema", "no_ledger"])
 def test_anything_worth_a_look_is_not_settled(state: DatabaseState) -> None:
     assert not settled(state, MIGRATIONS)
 
@@ -97,7 +103,9 @@ def test_the_app_model_named_session_is_left_alone() -> None:
     """A Shopify app whose own model is "session": the contract has "session", nothing is renamed."""
     mine = {"session": lowercase(CONTRACT["Session"])}
     state = state_with(mine, ledger=(row(BASELINE), row(FIX)), row_counts=(("session", 3),))
-    assert settled(state, MIGRATIONS)
+    # Our baseline's name with no "Session" is worth one replay (Shopify's storage would fail if the
+    # model were "Session"); the contract then says "session" is the model: nothing to do.
+    assert not settled(state, MIGRATIONS)
     plan = make_plan(state, MIGRATIONS, target=Catalog(mine), contract=Catalog(mine), today=TODAY)
     assert plan.empty and plan.unresolved == ()
 
@@ -272,3 +280,44 @@ def test_ledger_rows_are_recorded_like_prisma_deploy() -> None:
     assert MIGRATIONS[0].checksum in started and "NULL, NULL, clock_timestamp(), 0)" in started
     assert script == MIGRATIONS[0].sql
     assert "applied_steps_count = 1, finished_at = clock_timestamp()" in finished
+
+
+def _without_product_indexes(state: DatabaseState) -> DatabaseState:
+    products = CONTRACT["ProductProfile"]
+    live = dict(CONTRACT) | {"ProductProfile": replace(products, indexes=tuple(
+        i for i in products.indexes if i.primary))}
+    return with_live(state, live)
+
+
+def test_indexes_of_a_big_table_are_built_concurrently_and_of_a_small_one_in_a_transaction() -> None:
+    partial = replace(_without_product_indexes(EMPTY), ledger=(row(RETIRED_SQLITE, finished=False),))
+    small = plan_of(replace(partial, estimated_rows=(("ProductProfile", 9_999),)))
+    big = plan_of(replace(partial, estimated_rows=(("ProductProfile", 10_000),)))
+    assert {s.action for s in small.healing} == {"create_index"}
+    assert all(not s.outside_transaction for s in small.healing)
+    assert {s.action for s in big.healing} == {"create_index_concurrently"}
+    assert all(s.outside_transaction and "CONCURRENTLY" in s.sql_text() for s in big.healing)
+    unique = next(s for s in big.healing if str(s.details.get("index", "")).endswith("_key"))
+    assert unique.details["needed_by"] == BASELINE  # the baseline would build it too: duplicates stop the run
+
+
+def test_an_invalid_index_is_dropped_concurrently_then_built_again() -> None:
+    products = CONTRACT["ProductProfile"]
+    broken = replace(products, indexes=tuple(replace(i, valid=i.primary) for i in products.indexes))
+    state = with_live(FIXED, dict(CONTRACT) | {"ProductProfile": broken})
+    state = replace(state, invalid_indexes=frozenset(i.name for i in broken.indexes if not i.valid))
+    plan = plan_of(state)
+    drops = [s for s in plan.healing if s.action == "drop_invalid_index"]
+    assert drops and all(s.outside_transaction and "DROP INDEX CONCURRENTLY" in s.sql_text() for s in drops)
+    assert plan.prepare == ()
+
+
+def test_constraints_whose_rows_refused_validation_wait_for_heal_always() -> None:
+    name = "ProductProfile_tenantId_fkey"
+    tried = replace(FIXED, unvalidated=frozenset({name}), refused=frozenset({name}))
+    assert settled(tried, MIGRATIONS)
+    quiet = make_plan(tried, MIGRATIONS, target=Catalog(CONTRACT), contract=Catalog(CONTRACT), today=TODAY,
+                      retry_refused=False)
+    again = make_plan(tried, MIGRATIONS, target=Catalog(CONTRACT), contract=Catalog(CONTRACT), today=TODAY)
+    assert quiet.validations == ()
+    assert [s.details["constraint"] for s in again.validations] == [name]

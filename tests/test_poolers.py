@@ -54,7 +54,12 @@ def test_racing_replicas_through_the_pooler_apply_exactly_once(db: Db, bouncer: 
     procs.append(start_job(db.url, DB_INIT_LOCK_TIMEOUT="60s"))  # and one replica connected directly
     runs = [finish(p, started) for p in procs]
     assert [r.code for r in runs] == [0] * 9, [r.stderr for r in runs if r.code][:1]
-    assert sum(r.summary["changed"] for r in runs) == 1
+    # Behind a pooler the lock lasts one transaction, so replicas may share the work between them:
+    # what must hold is that every step is done exactly once.
+    done = sorted((e["action"], e.get("migration")) for r in runs for e in r.events
+                  if e.get("event") == "step.applied")
+    assert done == [("apply_migration", "20251213003742_fix_session_table_uppercase"),
+                    ("rename_session_table", None)], done
     with db.connect() as conn:
         check_contract(conn, "public")
         check_ledger(conn, "public")
