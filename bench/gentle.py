@@ -301,24 +301,28 @@ class AppTraffic:
 
 # --- the lock sampler ---------------------------------------------------------------------------
 
+# Client backends only: a parallel worker (CREATE INDEX, a parallel scan) shows the leader's
+# application_name and a share of its locks, for part of its time.
 _SAMPLE = """
 SELECT 'hold', a.pid, c.relname::text, l.mode, a.query, a.state, NULL::text[], a.query_start,
-       a.application_name
+       a.application_name, l.virtualtransaction
   FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
   JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE a.application_name = %(job)s AND a.datname = current_database() AND l.locktype = 'relation'
-   AND l.granted AND n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+ WHERE a.application_name = %(job)s AND a.datname = current_database() AND a.backend_type = 'client backend'
+   AND l.locktype = 'relation' AND l.granted AND n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
 UNION ALL
 SELECT 'job', a.pid, NULL, a.wait_event_type || ':' || a.wait_event, a.query, a.state, NULL, a.query_start,
-       a.application_name
-  FROM pg_stat_activity a WHERE a.application_name = %(job)s AND a.datname = current_database()
+       a.application_name, NULL
+  FROM pg_stat_activity a
+ WHERE a.application_name = %(job)s AND a.datname = current_database() AND a.backend_type = 'client backend'
 UNION ALL
 SELECT 'wait', a.pid, NULL, a.wait_event, a.query, a.state,
        ARRAY(SELECT b.pid || ' ' || coalesce(b.application_name, '') FROM pg_stat_activity b
               WHERE b.pid = ANY (pg_blocking_pids(a.pid))),
-       a.query_start, a.application_name
+       a.query_start, a.application_name, NULL
   FROM pg_stat_activity a
  WHERE a.wait_event_type = 'Lock' AND a.datname = current_database() AND a.pid <> pg_backend_pid()
+   AND a.backend_type = 'client backend'
 """
 
 
@@ -394,15 +398,15 @@ class Sampler:
                 self.times.append(t)
                 seen_h: set[tuple[Any, ...]] = set()
                 seen_w: set[tuple[Any, ...]] = set()
-                for what, pid, rel, mode, query, state, blockers, query_start, app in rows:
+                for what, pid, rel, mode, query, state, blockers, query_start, app, xact in rows:
                     text = short(query)
                     if what == "hold":
-                        key = (pid, rel, mode)
+                        key = (pid, xact, rel, mode)  # a lock is held until its transaction ends
                         seen_h.add(key)
                         span = open_holds.get(key)
                         if span is None:
                             span = open_holds[key] = Span(key, prev or t, t, t, extra={
-                                "pid": pid, "table": rel, "mode": mode})
+                                "pid": pid, "transaction": xact, "table": rel, "mode": mode})
                         span.see(t, text)
                     elif what == "job":
                         now = (str(state), text, str(mode or ""))
@@ -442,6 +446,28 @@ class Sampler:
 
 
 # --- one case ---------------------------------------------------------------------------------
+
+def windows(holds: list[Span], table: str, mode: str) -> dict[str, Any]:
+    """The longest stretch in which the job held ``mode`` on ``table`` in one transaction after another
+    with no sample in between that saw it free: what the app meets, when the job's steps follow each
+    other (the app's queued statements may slip through between two transactions, within one sample)."""
+    spans = sorted((h for h in holds if h.extra["table"] == table and h.extra["mode"] == mode),
+                   key=lambda h: h.first)
+    best: tuple[float, float, int, list[str]] = (0.0, 0.0, 0, [])
+    start, last, end, count, queries = spans[0].first, spans[0].last, spans[0].end, 1, list(spans[0].queries)
+    pending: list[Span | None] = [*spans[1:], None]
+    for h in pending:
+        if h is not None and h.first <= end:  # no sample saw it free in between
+            last, end, count = max(last, h.last), max(end, h.end), count + 1
+            queries += [q for q in h.queries if q not in queries]
+            continue
+        if last - start >= best[1] - best[0]:
+            best = (start, last, count, queries)
+        if h is not None:
+            start, last, end, count, queries = h.first, h.last, h.end, 1, list(h.queries)
+    return {"window_ms": round((best[1] - best[0]) * 1000, 1), "window_first_s": round(best[0], 3),
+            "window_transactions": best[2], "window_queries": best[3][:8]}
+
 
 def latency(ops: list[Op]) -> dict[str, Any]:
     ms = sorted(o.ms for o in ops)
@@ -524,7 +550,7 @@ def run_case(pg: PgCluster, case: str, rows: int, args: argparse.Namespace) -> d
     for h in holds:  # longest first: the first seen per (table, mode) is the longest
         table, mode = h.extra["table"], h.extra["mode"]
         if mode in STRONG and mode not in longest.setdefault(table, {}):
-            longest[table][mode] = h.as_dict()
+            longest[table][mode] = h.as_dict() | windows(sampler.holds, table, mode)
     result["longest_strong_holds"] = {t: m for t, m in sorted(longest.items()) if m}
     result["longest_other_holds"] = [h.as_dict() for h in holds if h.extra["mode"] not in STRONG
                                      and (h.last - h.first) * 1000 >= SHORT_MS][:5]
@@ -562,7 +588,7 @@ def strong_holds(r: dict[str, Any]) -> tuple[list[tuple[str, str, dict[str, Any]
     long, short_ones = [], []
     for table, modes in r["longest_strong_holds"].items():
         for mode, h in modes.items():
-            if h["held_ms"] >= SHORT_MS:
+            if max(h["held_ms"], h["window_ms"]) >= SHORT_MS:
                 long.append((table, mode, h))
             else:
                 short_ones.append(f"{table} {mode.removesuffix('Lock')}")
@@ -571,7 +597,9 @@ def strong_holds(r: dict[str, Any]) -> tuple[list[tuple[str, str, dict[str, Any]
 
 def strong_line(r: dict[str, Any]) -> str:
     long, short_ones = strong_holds(r)
-    parts = [f"{t} {m.removesuffix('Lock')} {h['held_ms'] / 1000:.2f} s" for t, m, h in long]
+    parts = [f"{t} {m.removesuffix('Lock')} {h['held_ms'] / 1000:.2f} s" + (
+        f" (window {h['window_ms'] / 1000:.2f} s, {h['window_transactions']} transactions)"
+        if h["window_transactions"] > 1 else "") for t, m, h in long]
     if short_ones:
         parts.append(f"{len(short_ones)} more < {SHORT_MS / 1000:g} s")
     return "; ".join(parts) or "none seen"
@@ -585,11 +613,15 @@ def report_case(r: dict[str, Any]) -> None:
     if j["reason"]:
         print(f"   reason: {j['reason']}")
     print(f"   sampler: {r['sampler']}")
-    print("   longest continuous strong-lock holds by the job (observed; upper bound in brackets):")
+    print("   longest strong-lock holds by the job, in one transaction (observed; upper bound in brackets):")
     long, short_ones = strong_holds(r)
     for table, mode, h in long:
         print(f"     {table:16} {mode:22} {h['held_ms'] / 1000:7.2f} s [{h['held_ms_upper'] / 1000:.2f}]"
               f"  at {h['first_s']:.2f} s  {' | '.join(h['queries'])[:220]}")
+        if h["window_transactions"] > 1:
+            print(f"     {'':16} {'':22} {h['window_ms'] / 1000:7.2f} s in {h['window_transactions']}"
+                  f" transactions back to back, from {h['window_first_s']:.2f} s:"
+                  f" {' | '.join(h['window_queries'])[:200]}")
     if short_ones:
         print(f"     seen < {SHORT_MS / 1000:g} s: {', '.join(short_ones)}")
     if not long and not short_ones:
@@ -614,7 +646,7 @@ def report_case(r: dict[str, Any]) -> None:
 
 
 def table(results: list[dict[str, Any]]) -> str:
-    lines = ["| case | rows | job exit | job s | longest strong-lock hold by the job (table, mode, s) |"
+    lines = ["| case | rows | job exit | job s | longest strong-lock hold by the job in one transaction |"
              " app p50 / p99 / max ms before | during | errors during | app waits > 1 s (longest) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results:

@@ -70,7 +70,8 @@ def test_gentle_runs_once_at_tiny_size(tmp_path: Path) -> None:
         assert any(e.get("event") == "run.finished" for e in c["job"]["events"])
         assert isinstance(c["longest_strong_holds"], dict)
         for table, modes in c["longest_strong_holds"].items():
-            assert table and all(h["held_ms"] >= 0 and h["queries"] for h in modes.values())
+            assert table and all(h["held_ms"] >= 0 and h["window_ms"] >= 0 and h["queries"]
+                                 for h in modes.values())
         for phase in ("before", "during"):
             lat = c["latency"][phase]
             assert lat["ops"] > 0 and {"p50_ms", "p99_ms", "max_ms", "errors"} <= set(lat), (phase, lat)
