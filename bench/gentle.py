@@ -378,7 +378,7 @@ class Sampler:
     def _loop(self) -> None:
         open_holds: dict[tuple[Any, ...], Span] = {}
         open_waits: dict[tuple[Any, ...], Span] = {}
-        last_statement: dict[int, tuple[str, str, str]] = {}
+        last_statement: dict[int, tuple[str, str]] = {}
         prev = 0.0
         params = {"job": self.job_name, "schema": SCHEMA}
         with psycopg.connect(self.url, autocommit=True, application_name="bench-sampler",
@@ -409,7 +409,7 @@ class Sampler:
                                 "pid": pid, "transaction": xact, "table": rel, "mode": mode})
                         span.see(t, text)
                     elif what == "job":
-                        now = (str(state), text, str(mode or ""))
+                        now = (str(state), text)  # a change of wait event alone is not recorded
                         if last_statement.get(pid) != now and len(self.job_statements) < 5000:
                             last_statement[pid] = now
                             self.job_statements.append({"t_s": round(t, 3), "pid": pid, "state": state,
