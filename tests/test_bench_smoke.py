@@ -1,4 +1,5 @@
-"""The bench scripts still run: every question of bench/run_all.py once at tiny size (`--quick`).
+"""The bench scripts still run: every question of bench/run_all.py once at tiny size (`--quick`), and
+bench/gentle.py (big tables under app traffic) at 5000 rows.
 
 No number is checked: a benchmark never fails CI on a figure (bench/RESULTS.md holds those). What is
 checked is that each script ran to its end and reported what RESULTS.md quotes. hyperfine, GNU time and
@@ -45,3 +46,39 @@ def test_every_bench_script_runs_once_at_tiny_size(tmp_path: Path) -> None:
         assert batch["each_migration_once"], batch
     assert "sizes" in r["image"] or "skipped" in r["image"]
     assert "question" in res.stdout  # the table
+
+
+def test_gentle_runs_once_at_tiny_size(tmp_path: Path) -> None:
+    """bench/gentle.py (big tables under app traffic) at 5000 rows: it finishes and reports every figure.
+
+    The job's exit code is reported, not asserted: the benchmark measures the job, whatever it does.
+    """
+    out = tmp_path / "gentle.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_INIT_")} | {"PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "bench/gentle.py", "--rows", "5000", "--cases", "partial,both_populated",
+           "--json", str(out)]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["machine"]["cores"] and r["postgres"]["version"] and r["job"]["head"]
+    assert "load" in r["load_at_start"] and "load" in r["load_at_end"]
+    assert [(c["case"], c["rows"]) for c in r["results"]] == [("partial", 5000), ("both_populated", 5000)]
+    for c in r["results"]:
+        assert c["database"]["reltuples"]["ProductProfile"] >= 5000
+        assert isinstance(c["job"]["exit_code"], int), c["job"]  # ran to its end, not killed at the timeout
+        assert c["job"]["duration_s"] > 0
+        assert any(e.get("event") == "run.finished" for e in c["job"]["events"])
+        assert isinstance(c["longest_strong_holds"], dict)
+        for table, modes in c["longest_strong_holds"].items():
+            assert table and all(h["held_ms"] >= 0 and h["window_ms"] >= 0 and h["queries"]
+                                 for h in modes.values())
+        for phase in ("before", "during"):
+            lat = c["latency"][phase]
+            assert lat["ops"] > 0 and {"p50_ms", "p99_ms", "max_ms", "errors"} <= set(lat), (phase, lat)
+        assert isinstance(c["app_waits_over_1s"], list)
+        assert c["sampler"]["samples"] > 0
+    partial = r["results"][0]["database"]
+    assert partial["missing_before"] == partial["baseline_wants"]["indexes"] + \
+        partial["baseline_wants"]["foreign_keys"]
+    assert len(partial["missing_before"]) == 3  # two indexes and the foreign key of "ProductProfile"
+    assert "| case | rows |" in res.stdout  # the table
