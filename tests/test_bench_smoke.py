@@ -51,7 +51,8 @@ def test_every_bench_script_runs_once_at_tiny_size(tmp_path: Path) -> None:
 def test_gentle_runs_once_at_tiny_size(tmp_path: Path) -> None:
     """bench/gentle.py (big tables under app traffic) at 5000 rows: it finishes and reports every figure.
 
-    The job's exit code is reported, not asserted: the benchmark measures the job, whatever it does.
+    No figure is checked; the job's exit code is: under the app's traffic it must succeed (the session
+    merge once met a duplicate key when the app upserted a session it was copying).
     """
     out = tmp_path / "gentle.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DB_INIT_")} | {"PYTHONPATH": str(ROOT)}
@@ -65,7 +66,7 @@ def test_gentle_runs_once_at_tiny_size(tmp_path: Path) -> None:
     assert [(c["case"], c["rows"]) for c in r["results"]] == [("partial", 5000), ("both_populated", 5000)]
     for c in r["results"]:
         assert c["database"]["reltuples"]["ProductProfile"] >= 5000
-        assert isinstance(c["job"]["exit_code"], int), c["job"]  # ran to its end, not killed at the timeout
+        assert c["job"]["exit_code"] == 0, c["job"]
         assert c["job"]["duration_s"] > 0
         assert any(e.get("event") == "run.finished" for e in c["job"]["events"])
         assert isinstance(c["longest_strong_holds"], dict)
