@@ -61,3 +61,14 @@ class DatabaseState:
 
     def applied(self, name: str) -> bool:
         return any(r.migration_name == name and r.applied for r in self.ledger or ())
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """One table's size as PostgreSQL's statistics hold it: what the lock estimates weigh (job.lockrisk)."""
+
+    table: str
+    reltuples: float  # rows at the last VACUUM or ANALYZE: -1 if never (PostgreSQL 14+), 0 before
+    relpages: int  # pages at that time (0 if never)
+    live_rows: int  # live rows by the cumulative statistics (pg_stat_get_live_tuples), counted as rows change
+    partitioned: bool  # a partitioned table holds no rows of its own
