@@ -20,7 +20,7 @@ from psycopg.conninfo import make_conninfo
 from job import statements as q
 from job.redact import redact
 from job.schemamodel import Catalog, Check, Column, ForeignKey, Index, Table
-from job.state import DatabaseState, LedgerRow
+from job.state import DatabaseState, LedgerRow, TableSize
 
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 _INSPECT_TRIES = 5
@@ -258,7 +258,7 @@ class Database:
                              relations=frozenset(), ledger=tuple(LedgerRow(*r) for r in rows),
                              unvalidated=frozenset(unvalidated), invalid_indexes=frozenset(invalid))
 
-    def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, str] | None = None,
+    def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, Any] | None = None,
                    *, search_path: str | None = None) -> list[list[Any]]:
         """Several queries in one network round trip; with ``search_path``, in one transaction that
         resolves and renders names relative to that schema."""
@@ -466,6 +466,13 @@ class Database:
             except psycopg.Error as exc:
                 raise _statement_fault(exc, index) from None
         return count
+
+    def lock_facts(self, schema: str, functions: Sequence[str]) -> tuple[list[TableSize], dict[str, str]]:
+        """For the lock estimates of pending migrations, in one round trip: each table's size as the
+        statistics hold it, and each named function's volatility ('i', 's' or 'v')."""
+        queries = [q.TABLE_SIZES, *([q.FUNCTION_VOLATILITY] if functions else [])]
+        sizes, *volatility = self._pipelined(queries, {"schema": schema, "functions": list(functions)})
+        return [TableSize(*r) for r in sizes], {name: v for rows in volatility for name, v in rows}
 
     def type_exists(self, schema: str, name: str) -> bool:
         """Whether a type of exactly this name is visible from ``schema`` (as a migration there sees it)."""
