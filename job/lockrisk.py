@@ -340,17 +340,17 @@ def _create_index(r: _Reader, unique: bool) -> Classified:
     table = r.name()
     if table is None:
         return _unknown("an index on a table not read")
-    kind = "unique index" if unique else "index"
+    kind = "a unique index" if unique else "an index"
     changes = (Change(INDEXED, table, name=index),) if index else ()
     missing = index if if_not_exists and index else ""
     if only:
-        effect = Effect(table, SHARE, BRIEF, f"creates a {kind} on the partitioned table only (an invalid"
+        effect = Effect(table, SHARE, BRIEF, f"creates {kind} on the partitioned table only (an invalid"
                         " shell until each partition's index is attached)", index_if_missing=missing)
     elif concurrently:
-        effect = Effect(table, SHARE_UPDATE_EXCLUSIVE, BUILD, f"builds a {kind} concurrently: reads and"
+        effect = Effect(table, SHARE_UPDATE_EXCLUSIVE, BUILD, f"builds {kind} concurrently: reads and"
                         " writes go on", index_if_missing=missing)
     else:
-        effect = Effect(table, SHARE, BUILD, f"builds a {kind} without CONCURRENTLY: writes wait for the"
+        effect = Effect(table, SHARE, BUILD, f"builds {kind} without CONCURRENTLY: writes wait for the"
                         " whole build", _INDEX_ADVICE, index_if_missing=missing)
     return Classified((effect,), changes)
 
