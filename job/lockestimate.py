@@ -5,6 +5,8 @@ files would run, against what the catalog holds (``Facts``): the rows of each ta
 pending files create (new and empty: never warned), the validated CHECKs that spare SET NOT NULL its
 scan, the live column types (a binary-coercible type change rewrites nothing), the volatility of the
 functions a new column's default calls, and the indexes and columns that make IF NOT EXISTS a no-op.
+Each file runs in one transaction, so a lock taken by an earlier statement of the file is still held
+while a later one works: an UPDATE of every row after an ADD COLUMN keeps readers out too.
 Pure: the runner reads the facts (``job.lockguard``) and passes them in.
 """
 
@@ -16,6 +18,7 @@ from typing import Any
 
 from job.lockrisk import (
     BLOCK_ORDER,
+    BLOCKED,
     BRIEF,
     CHECKED,
     CREATED,
@@ -164,6 +167,8 @@ class _World:
         self.index_table = {i.name: t.name for t in facts.catalog.tables.values() for i in t.indexes}
         self.proven: set[tuple[str, str]] = set()  # (table, column) a validated CHECK proves NOT NULL
         self.pending: set[tuple[str, str, str]] = set()  # (table, constraint, column) proven once validated
+        self.held: dict[str, tuple[str, int]] = {}  # the file's transaction: table -> (strongest lock, line)
+        self.file = ""
         for table in facts.catalog.tables.values():
             for check in table.checks:
                 for column in not_null_columns(check_expression(check.definition)):
@@ -211,6 +216,17 @@ class _World:
         self.pending = {(new if t == old else t, n, col) for t, n, col in self.pending}
 
     def weigh(self, p: Parsed) -> list[Estimate]:
+        if p.migration != self.file or p.statement.tokens[0].is_("COMMIT", "END", "ROLLBACK", "ABORT"):
+            self.file, self.held = p.migration, {}  # a new transaction: a new file, or the file's own COMMIT
+        found = self._weigh(p)
+        for e in found:
+            if e.table is not None and not e.new and e.lock in LOCK_MODES:
+                held = self.held.get(e.table)
+                if held is None or LOCK_MODES.index(e.lock) > LOCK_MODES.index(held[0]):
+                    self.held[e.table] = (e.lock, e.line)
+        return found
+
+    def _weigh(self, p: Parsed) -> list[Estimate]:
         start: dict[str, Any] = {"migration": p.migration, "line": p.statement.line,
                                  "statement": p.statement.snippet}
         c = p.classified
@@ -275,6 +291,21 @@ class _World:
             reasons.append(f"{names} locked in the same mode as long")
         advice = "; ".join(dict.fromkeys(e.advice for e in effects if e.advice and e.duration in GROWS))
         new = table in self.new
+        if duration in GROWS and not new:
+            lock, blocks = self._still_held(table, lock, blocks, reasons)
         return Estimate(**start, table=table, rows=0 if new else self.rows.get(table), lock=lock,
                         blocks=blocks, duration=duration, reason="; ".join(reasons),
                         advice="" if new else advice, new=new)
+
+    def _still_held(self, table: str, lock: str, blocks: str, reasons: list[str]) -> tuple[str, str]:
+        """Work that grows with a table, while the file's transaction holds locks taken before it: a
+        stronger one on that table is what others meet; one on another table blocks it as long."""
+        for other, (mode, line) in sorted(self.held.items()):
+            if other == table and LOCK_MODES.index(mode) > LOCK_MODES.index(lock):
+                lock, blocks = mode, BLOCKED[mode]
+                reasons.append(f"the file's transaction holds {mode} on it since line {line}: {blocks} wait"
+                               " as long")
+            elif other != table and BLOCKED[mode] != NOTHING:
+                reasons.append(f"the file's transaction holds {mode} on \"{other}\" since line {line}:"
+                               f" {BLOCKED[mode]} of it wait as long")
+        return lock, blocks

@@ -296,7 +296,7 @@ def classify(statement: Statement) -> Classified:
         r.take(first)
         return handler(r)
     if first in _NO_TABLE:
-        return Classified(note=f"{first}: locks no table's rows")
+        return Classified(note="locks no table's rows")
     return _unknown(_UNKNOWN_WHY.get(first, "not a statement this estimate knows"))
 
 

@@ -352,6 +352,21 @@ def test_tables_created_by_the_pending_files_are_new_and_never_warned() -> None:
                                                                          ("big", True, False)]
 
 
+def test_locks_taken_earlier_in_the_file_are_held_while_later_statements_work() -> None:
+    """One file, one transaction: the lock of a brief ALTER is held through the long UPDATE after it."""
+    found = weigh('ALTER TABLE big ADD COLUMN c TEXT;\nUPDATE big SET c = lower(b);\nALTER TABLE small ADD d'
+                  " int;\nCREATE INDEX ON big (c);", rows={"big": BIG, "small": 5})
+    update, index = found[1], found[3]
+    assert (update.lock, update.blocks, update.duration) == (ACCESS_EXCLUSIVE, READS_AND_WRITES, EVERY_ROW)
+    assert "holds ACCESS EXCLUSIVE on it since line 1: reads and writes wait as long" in update.reason
+    assert (index.lock, index.blocks) == (ACCESS_EXCLUSIVE, READS_AND_WRITES)
+    assert 'holds ACCESS EXCLUSIVE on "small" since line 3' in index.reason
+    # A new file (or the file's own COMMIT) is a new transaction
+    files = [("1", "ALTER TABLE big ADD c TEXT;"), ("2", "UPDATE big SET c = 'x';")]
+    assert estimate(parse(files), Facts(rows={"big": BIG}))[1].lock == ROW_EXCLUSIVE
+    assert weigh("ALTER TABLE big ADD c TEXT; COMMIT; UPDATE big SET c = 'x'")[2].lock == ROW_EXCLUSIVE
+
+
 def test_renamed_and_truncated_tables_are_followed() -> None:
     renamed = weigh('ALTER TABLE big RENAME TO "Huge";\nCREATE INDEX ON "Huge" (x);')
     assert (renamed[1].table, renamed[1].rows, renamed[1].line) == ("Huge", BIG, 2)
@@ -431,7 +446,7 @@ def test_the_evolution_releases_are_weighed_as_their_sql_says() -> None:
     assert risky == [
         ("20260209000000", 4, "PromptVersion", SHARE, BUILD),
         ("20260209000000", 7, "Variant", ACCESS_EXCLUSIVE, SCAN),
-        ("20260216000000", 8, "Lead", ROW_EXCLUSIVE, EVERY_ROW),
+        ("20260216000000", 8, "Lead", ACCESS_EXCLUSIVE, EVERY_ROW),  # ADD COLUMN's lock, held
         ("20260216000000", 11, "Lead", ACCESS_EXCLUSIVE, SCAN)]
     concurrent = next(e for e in found if e.migration.startswith("20260202000000"))
     assert (concurrent.table, concurrent.lock) == ("Event", SHARE_UPDATE_EXCLUSIVE)
@@ -472,7 +487,7 @@ CREATE INDEX "Tenant_plan_idx" ON "Tenant"("plan");
 
 -- RenameIndex
 ALTER INDEX "Tenant_shop_key" RENAME TO "Tenant_shop_uq";
-""", [("Tenant", ACCESS_EXCLUSIVE, BRIEF), ("Tenant", SHARE, BUILD),
+""", [("Tenant", ACCESS_EXCLUSIVE, BRIEF), ("Tenant", ACCESS_EXCLUSIVE, BUILD),  # DROP INDEX's lock, held
       ("Tenant", SHARE_UPDATE_EXCLUSIVE, BRIEF)]),
     "fk": ("""-- DropForeignKey
 ALTER TABLE "Lead" DROP CONSTRAINT "Lead_tenantId_fkey";
@@ -480,7 +495,7 @@ ALTER TABLE "Lead" DROP CONSTRAINT "Lead_tenantId_fkey";
 -- AddForeignKey
 ALTER TABLE "Lead" ADD CONSTRAINT "Lead_tenantId_fkey" FOREIGN KEY ("tenantId") REFERENCES "Tenant"("id")\
  ON DELETE RESTRICT ON UPDATE CASCADE;
-""", [("Lead", ACCESS_EXCLUSIVE, BRIEF), ("Lead", SHARE_ROW_EXCLUSIVE, SCAN)]),
+""", [("Lead", ACCESS_EXCLUSIVE, BRIEF), ("Lead", ACCESS_EXCLUSIVE, SCAN)]),  # DROP CONSTRAINT's, held
 }
 
 
