@@ -92,7 +92,7 @@ CREATED, DROPPED, RENAMED, TRUNCATED, INDEXED, CHECKED, VALIDATED = (
 @dataclass(frozen=True)
 class Effect:
     """The lock a statement (or one action of an ALTER TABLE) takes on one table, read from its tokens
-    alone. The conditions at the end are settled against the catalog by ``estimate``."""
+    alone. The conditions at the end are settled against the catalog by ``job.lockestimate``."""
 
     table: str  # as PostgreSQL folds it; "*": every table of the schema
     lock: str
@@ -742,11 +742,16 @@ _COMMANDS = {"UPDATE": lambda r: _dml(r, "update"), "DELETE": lambda r: _dml(r, 
              "ANALYSE": _analyze, "CLUSTER": _cluster, "REINDEX": _reindex}
 
 
+# --- for job.lockestimate ---------------------------------------------------------------------------------
+
+
 def longest(a: str, b: str) -> str:
+    """The longer of two durations."""
     return max(a, b, key=DURATIONS.index)
 
 
 def blocked(effect: Effect) -> str:
+    """What an effect keeps other sessions from doing."""
     return effect.blocks or BLOCKED[effect.lock]
 
 
