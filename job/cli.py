@@ -156,7 +156,8 @@ def _command(args: argparse.Namespace, flags: dict[str, str | None], log: Any) -
                  target=config.target.display, url_source=config.url_source, schema=config.target.schema)
         result = execute(config, mode=mode, log=log, allow_extra=getattr(args, "allow_extra", False))
         if mode == "plan":
-            return _plan(log, result, started, as_json=args.json, detailed=args.exit_code)
+            return _plan(log, result, started, as_json=args.json, detailed=args.exit_code,
+                         refuse_rows=config.refuse_blocking_rows)
         if mode == "verify":
             _print_differences(result, as_json=args.json)
             fields = {"differences": len(result.differences), "notes": len(result.plan.notes)}
@@ -204,14 +205,20 @@ def _run_fields(result: RunResult) -> dict[str, Any]:
             "orphan_rows": result.orphans}
 
 
-def _plan(log: Any, result: RunResult, started: float, *, as_json: bool, detailed: bool) -> int:
+def _plan(log: Any, result: RunResult, started: float, *, as_json: bool, detailed: bool,
+          refuse_rows: int | None = None) -> int:
     """Print the whole plan, drift included (run reports drift and passes, so plan does too);
-    with --exit-code, pending changes end 10."""
+    with --exit-code, pending changes end 10. What the lock guard would refuse ends 5, as run would."""
     _print_plan(result, as_json=as_json)
     plan = result.plan
     pending = not plan.empty  # what run would apply; validations alone are retried only with it
     fields = {"changes_pending": pending, "steps": len(plan.steps), "validations": len(plan.validations),
               "unresolved": len(plan.unresolved)}
+    if plan.locks:
+        from job.lockguard import refusal
+        if (refused := refusal(plan, refuse_rows)) is not None:
+            _finish(log, ExitCode.NEEDS_HUMAN, started, reason=refused, fields=fields)
+            return ExitCode.NEEDS_HUMAN
     code = PLAN_CHANGES_PENDING if detailed and pending else ExitCode.OK
     _finish(log, ExitCode.OK, started, fields=fields | {"exit_code": code})
     return code
@@ -253,7 +260,8 @@ def _print_plan(result: RunResult, *, as_json: bool) -> None:
         print(json.dumps({"changes_pending": bool(plan.steps or plan.validations),
                           "steps": [doc(s) for s in plan.steps],
                           "after_commit": [doc(s) for s in plan.validations],
-                          "notes": list(plan.notes), "unresolved": list(plan.unresolved)}, indent=2))
+                          "notes": list(plan.notes), "unresolved": list(plan.unresolved),
+                          "locks": [e.fields() for e in plan.locks]}, indent=2))
         return
     if not plan.steps and not plan.validations:
         print("Nothing to do: the database is up to date." if not plan.unresolved
@@ -263,6 +271,10 @@ def _print_plan(result: RunResult, *, as_json: bool) -> None:
     for n, step in enumerate(plan.steps, 1):
         print(f"-- step {n}: {step.summary}")
         print(step.sql_text().strip() + "\n")
+        if plan.locks and step.migration:
+            from job.lockguard import plan_lines
+            if lines := plan_lines(plan, step.migration):
+                print("\n".join(lines) + "\n")
     for step in plan.validations:
         print(f"-- after commit, on its own: {step.summary}")
         print(step.sql_text().strip() + "\n")

@@ -63,6 +63,13 @@ SETTINGS: tuple[Setting, ...] = (
             " ledger has work, a failed row or a broken mark; an up-to-date database costs one catalog"
             " read) or always (every run replays the folder, so drift such as a dropped index is repaired)",
             "WHEN", HEAL_MODES),
+    Setting("warn_blocking_rows", "DB_INIT_WARN_BLOCKING_ROWS", "100000",
+            "warn (migration.lock_risk) before a pending statement that blocks writes while it scans,"
+            " rewrites, indexes or updates a table estimated to hold at least this many rows; off: never",
+            "ROWS"),
+    Setting("refuse_blocking_rows", "DB_INIT_REFUSE_BLOCKING_ROWS", "",
+            "off unless set: refuse to run (exit 5, nothing applied) when such a statement meets a table"
+            " estimated to hold at least this many rows", "ROWS"),
     Setting("application_name", "DB_INIT_APPLICATION_NAME", "db-init-job",
             "application_name shown in pg_stat_activity while the job runs", "NAME"),
 )
@@ -74,6 +81,7 @@ _BOUNDS = {
     "ddl_lock_timeout": (0.05, 60.0),
     "statement_timeout": (1.0, 86400.0),
 }
+_MOST_ROWS = 10**12  # a row threshold above this is a typo
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0}
 
@@ -92,6 +100,8 @@ class Config:
     application_name: str
     log_sink: str = "stderr"
     heal: str = "pending"
+    warn_blocking_rows: int | None = 100_000  # None: never warn
+    refuse_blocking_rows: int | None = None  # None (the default): never refuse
 
 
 @dataclass(frozen=True)
@@ -133,6 +143,8 @@ def load_config(flags: Mapping[str, str | None], env: Mapping[str, str] = os.env
         application_name=app.value,
         log_sink=_choice("log_sink", flags, env),
         heal=_choice("heal", flags, env),
+        warn_blocking_rows=_rows("warn_blocking_rows", flags, env),
+        refuse_blocking_rows=_rows("refuse_blocking_rows", flags, env),
     )
 
 
@@ -187,6 +199,17 @@ def _duration(key: str, flags: Mapping[str, str | None], env: Mapping[str, str])
     if not low <= seconds <= high:
         raise ConfigError(f"{raw} is out of range: between {low:g}s and {high:g}s")
     return seconds
+
+
+def _rows(key: str, flags: Mapping[str, str | None], env: Mapping[str, str]) -> int | None:
+    """A row threshold (``100000``, ``100_000``), or ``off`` (an unset guard is off too)."""
+    raw = _raw(key, flags, env)
+    text = raw.value.strip().replace("_", "")
+    if text.lower() in ("", "off"):
+        return None
+    if not text.isdigit() or int(text) > _MOST_ROWS:
+        raise ConfigError(f"{raw} is not a number of rows (a whole number, e.g. 100000) or off")
+    return int(text)
 
 
 def resolve_migrations_dir(raw: str) -> Path:

@@ -20,7 +20,7 @@ from psycopg.conninfo import make_conninfo
 from job import statements as q
 from job.redact import redact
 from job.schemamodel import Catalog, Check, Column, ForeignKey, Index, Table
-from job.state import DatabaseState, LedgerRow
+from job.state import DatabaseState, LedgerRow, TableSize
 
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 _INSPECT_TRIES = 5
@@ -222,7 +222,7 @@ class Database:
         return self._inspect(schema, counted)
 
     def _inspect(self, schema: str, counted: Sequence[str]) -> DatabaseState:
-        found, estimates, *described = self._pipelined((q.INSPECT, q.TABLE_ESTIMATES, *q.DESCRIBE),
+        found, sizes, *described = self._pipelined((q.INSPECT, q.TABLE_SIZES, *q.DESCRIBE),
                                                        {"schema": schema}, search_path=schema)
         version, in_recovery, read_only, schema_exists, tables, relations = found[0]
         table_set = frozenset(tables)
@@ -246,7 +246,7 @@ class Database:
                              unvalidated=unvalidated, refused=refused, row_counts=counts, shared_ids=shared,
                              invalid_indexes=frozenset(i.name for t in catalog.tables.values()
                                                        for i in t.indexes if not i.valid),
-                             estimated_rows=tuple((str(t), int(n)) for t, n in estimates))
+                             sizes=tuple(TableSize(*r) for r in sizes))
 
     def glance(self, schema: str) -> DatabaseState | None:
         """Enough to tell an up-to-date database, in one round trip and without describing the schema:
@@ -265,7 +265,7 @@ class Database:
                              unvalidated=frozenset(unvalidated), refused=frozenset(refused),
                              invalid_indexes=frozenset(invalid))
 
-    def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, str] | None = None,
+    def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, Any] | None = None,
                    *, search_path: str | None = None) -> list[list[Any]]:
         """Several queries in one network round trip; with ``search_path``, in one transaction that
         resolves and renders names relative to that schema."""
@@ -491,6 +491,12 @@ class Database:
         """How far the index build of backend ``pid`` has come (pg_stat_progress_create_index)."""
         rows = self._rows(q.INDEX_PROGRESS, {"pid": str(pid)})
         return tuple(rows[0]) if rows else None
+
+    def function_volatility(self, functions: Sequence[str]) -> dict[str, str]:
+        """Each named function's volatility ('i', 's' or 'v'): for the lock estimates of pending files."""
+        if not functions:
+            return {}
+        return {name: v for name, v in self._rows(q.FUNCTION_VOLATILITY, {"functions": list(functions)})}
 
     def type_exists(self, schema: str, name: str) -> bool:
         """Whether a type of exactly this name is visible from ``schema`` (as a migration there sees it)."""

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING
 
 from job import app_history
 from job import statements as q
@@ -32,6 +33,9 @@ from job.schemamodel import Catalog
 from job.state import DatabaseState
 from job.steps import Step
 from job.verify import edited
+
+if TYPE_CHECKING:
+    from job.lockestimate import Estimate
 
 MIN_SERVER_VERSION = 120000
 
@@ -50,6 +54,7 @@ class Plan:
     unresolved: tuple[str, ...]  # differences from the contract the job will not change on its own
     healing: tuple[Step, ...] = ()  # after prepare, each its own short transaction; never fatal
     merge: tuple[Step, ...] = ()  # after healing (the merged table needs its columns), one transaction
+    locks: tuple[Estimate, ...] = ()  # each statement of the pending migrations, weighed (job.lockguard)
 
     @property
     def steps(self) -> tuple[Step, ...]:

@@ -90,6 +90,9 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
         # next; those whose rows refused it only with --heal always (each try scans the table).
         if mode == "plan" or (plan.empty and not plan.validations):
             return RunResult(plan, applied=False)
+        if plan.locks:  # the opt-in guard of job.lockguard: before the lock, nothing applied
+            from job.lockguard import refuse_blocking
+            refuse_blocking(plan, config)
         return job.apply()
     except DatabaseFault as fault:  # outside a unit of work (inspection, the replay): nothing half-done
         committed = list(job.committed) if job else []
@@ -177,6 +180,9 @@ class _Job:
                              contract=self.contract(self.migrations, pending),
                              retry_refused=self.config.heal == "always")
         if not quiet:
+            if plan.migrations:  # job.lockguard: each pending statement's lock against its table's rows
+                from job.lockguard import weigh_locks
+                plan = weigh_locks(plan, self.db, state, self.migrations, self.config, self.log)
             announce(plan, self.schema, self.log)
         return plan
 

@@ -53,18 +53,41 @@ class DatabaseState:
     shared_ids: int = 0
     # Indexes left INVALID (an interrupted CREATE INDEX CONCURRENTLY).
     invalid_indexes: frozenset[str] = frozenset()
-    # Each table's rows, estimated from the catalog (no scan): what decides a concurrent index build.
-    estimated_rows: tuple[tuple[str, int], ...] = ()
+    # Each table's size as the statistics hold it (no scan): what decides a concurrent index build and
+    # what the lock estimates weigh.
+    sizes: tuple[TableSize, ...] = ()
 
     @property
     def live(self) -> Schema:
         return self.catalog.tables
 
     def estimate(self, table: str) -> int:
-        return dict(self.estimated_rows).get(table, 0)
+        """A table's estimated rows; 0 when not known."""
+        return next((s.rows or 0 for s in self.sizes if s.table == table), 0)
 
     def rows_in(self, table: str) -> int | None:
         return dict(self.row_counts).get(table)
 
     def applied(self, name: str) -> bool:
         return any(r.migration_name == name and r.applied for r in self.ledger or ())
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """One table's size as PostgreSQL's statistics hold it: what the lock estimates weigh (job.lockrisk)."""
+
+    table: str
+    reltuples: float  # rows at the last VACUUM or ANALYZE: -1 if never (PostgreSQL 14+), 0 before
+    relpages: int  # pages at that time (0 if never)
+    live_rows: int  # live rows by the cumulative statistics (pg_stat_get_live_tuples), counted as rows change
+    partitioned: bool  # a partitioned table holds no rows of its own
+
+    @property
+    def rows(self) -> int | None:
+        """Rows as the statistics estimate them: ``reltuples`` once VACUUM or ANALYZE has seen the table;
+        never seen (-1 on PostgreSQL 14+, 0 with no pages before), the cumulative statistics' live rows."""
+        if self.partitioned:
+            return None  # its rows are its partitions', which this does not sum
+        if self.reltuples > 0 or (self.reltuples == 0 and self.relpages > 0):
+            return round(self.reltuples)
+        return max(self.live_rows, 0)

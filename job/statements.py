@@ -57,19 +57,6 @@ GLANCE = sql.SQL(_SERVER_AND_TABLES + """
 """)
 
 
-# Rows of each table, estimated as the planner does: the density the last ANALYZE saw times the
-# table's pages now (never analyzed: a generous 60 rows a page).  No scan.
-TABLE_ESTIMATES = sql.SQL("""
-SELECT c.relname::text,
-       CASE WHEN c.relpages > 0 AND c.reltuples >= 0
-            THEN c.reltuples / c.relpages * (pg_relation_size(c.oid) / current_setting('block_size')::int)
-            ELSE pg_relation_size(c.oid) / current_setting('block_size')::int * 60 END::bigint
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname = %(schema)s AND c.relkind = 'r'
-ORDER BY 1
-""")
-
-
 def ledger_rows(schema: str) -> sql.Composed:
     return sql.SQL(
         "SELECT id, migration_name, checksum, started_at, finished_at, rolled_back_at,"
@@ -577,3 +564,21 @@ def copy_missing_batch(schema: str, source: str, target: str, columns: Sequence[
 def count_shared_ids(schema: str, a: str, b: str) -> sql.Composed:
     return sql.SQL("SELECT count(*) FROM {} x JOIN {} y ON x.{} = y.{}").format(
         sql.Identifier(schema, a), sql.Identifier(schema, b), sql.Identifier("id"), sql.Identifier("id"))
+
+
+# --- lock estimates (job.lockrisk): read only when migrations are pending, never on the no-op path ---
+# Statistics only: no table is opened or locked (pg_relation_size() would take a lock on each).
+TABLE_SIZES = sql.SQL("""
+SELECT c.relname::text, c.reltuples::float8, c.relpages::int8, pg_stat_get_live_tuples(c.oid),
+       c.relkind = 'p'
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
+""")
+
+
+# Each named function's volatility, 'i' < 's' < 'v' (also their text order): the most volatile of its
+# overloads, in any schema.
+FUNCTION_VOLATILITY = sql.SQL("""
+SELECT p.proname::text, max(p.provolatile::text COLLATE "C") FROM pg_proc p
+WHERE p.proname = ANY(%(functions)s::text[]) GROUP BY p.proname
+""")

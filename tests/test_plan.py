@@ -15,7 +15,7 @@ from job.errors import NeedsHuman
 from job.migrations import load_migrations
 from job.plan import Plan, heal_target, make_plan, settled
 from job.schemamodel import Catalog, Schema, Table
-from job.state import DatabaseState, LedgerRow
+from job.state import DatabaseState, LedgerRow, TableSize
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = load_migrations(ROOT / "prisma" / "migrations")
@@ -291,8 +291,8 @@ def _without_product_indexes(state: DatabaseState) -> DatabaseState:
 
 def test_indexes_of_a_big_table_are_built_concurrently_and_of_a_small_one_in_a_transaction() -> None:
     partial = replace(_without_product_indexes(EMPTY), ledger=(row(RETIRED_SQLITE, finished=False),))
-    small = plan_of(replace(partial, estimated_rows=(("ProductProfile", 9_999),)))
-    big = plan_of(replace(partial, estimated_rows=(("ProductProfile", 10_000),)))
+    small = plan_of(replace(partial, sizes=(TableSize("ProductProfile", 9_999.0, 100, 9_999, False),)))
+    big = plan_of(replace(partial, sizes=(TableSize("ProductProfile", 10_000.0, 100, 10_000, False),)))
     assert {s.action for s in small.healing} == {"create_index"}
     assert all(not s.outside_transaction for s in small.healing)
     assert {s.action for s in big.healing} == {"create_index_concurrently"}
