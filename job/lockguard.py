@@ -2,8 +2,8 @@
 
 Only when migrations are pending, never on the no-op path: the tables' sizes come from the inspection
 (``DatabaseState.sizes``), and one round trip reads the volatility of the functions new columns'
-defaults call (``Database.function_volatility``); the rest is pure (``job.lockrisk``, ``job.lockestimate``). Each statement that blocks writes while it
-scans, rewrites, indexes or updates a table estimated at ``DB_INIT_WARN_BLOCKING_ROWS`` rows or more is
+defaults call (``Database.function_volatility``); the rest is pure (``job.lockrisk``,
+``job.lockestimate``). Each statement that blocks writes while it scans, rewrites, indexes or updates a table estimated at ``DB_INIT_WARN_BLOCKING_ROWS`` rows or more is
 logged (``migration.lock_risk``) before anything runs; at ``DB_INIT_REFUSE_BLOCKING_ROWS`` or more, when
 a team set it, the run stops before anything is applied (NeedsHuman, exit 5).
 
