@@ -3,9 +3,10 @@
 Only when migrations are pending, never on the no-op path: the tables' sizes come from the inspection
 (``DatabaseState.sizes``), and one round trip reads the volatility of the functions new columns'
 defaults call (``Database.function_volatility``); the rest is pure (``job.lockrisk``,
-``job.lockestimate``). Each statement that blocks writes while it scans, rewrites, indexes or updates a table estimated at ``DB_INIT_WARN_BLOCKING_ROWS`` rows or more is
-logged (``migration.lock_risk``) before anything runs; at ``DB_INIT_REFUSE_BLOCKING_ROWS`` or more, when
-a team set it, the run stops before anything is applied (NeedsHuman, exit 5).
+``job.lockestimate``). Each statement that blocks writes while it scans, rewrites, indexes or updates a
+table estimated at ``DB_INIT_WARN_BLOCKING_ROWS`` rows or more is logged (``migration.lock_risk``)
+before anything runs; at ``DB_INIT_REFUSE_BLOCKING_ROWS`` or more, when a team set it, the run stops
+before anything is applied (NeedsHuman, exit 5).
 
 The estimate is advice: the files still run exactly as written, and when it cannot be made (a bug
 here, a catalog query refused) that is logged and the run goes on, as `prisma migrate deploy` would.
