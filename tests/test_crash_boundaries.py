@@ -36,9 +36,10 @@ schema's name (a scratch replay schema left behind would show), its relations an
 
 Cost: every boundary is two job processes (~0.7 s each on 2 cores, mostly interpreter start-up and the
 replay). The states whose schema is healed (partial, partial_both, lowercase_v1) have ~60 boundaries
-each, one healing step per transaction, most between two steps of one kind (two CREATE INDEX). By
-default those runs of one kind are crashed at their first and last boundary (the kind begun, the kind
-done); CRASH_BOUNDARIES=all crashes at every one (about four times longer).
+each, one healing step per transaction, most between two alike steps (two CREATE INDEX, two VALIDATE).
+By default a run of alike steps (ALIKE) is crashed after its first and after its last step (the run
+begun, the run done), every other boundary always; CRASH_BOUNDARIES=all crashes at every one of the 220
+(about three times longer). SIGKILLs run two at a time, each on its own copy; immediate stops one by one.
 """
 
 from __future__ import annotations
@@ -89,6 +90,16 @@ COMMIT_EVENTS = frozenset({"step.applied", "ledger.failed_row_closed"})
 # lines follow one COMMIT, so together they are one boundary.
 PREPARE_ACTIONS = frozenset({"create_schema", "rename_session_table", "drop_empty_session",
                              "create_ledger", "close_failed_row", "drop_invalid_index"})
+
+# Runs of alike steps, each its own transaction: the healing phases (job/heal.py heal: types, then tables
+# and their columns, indexes, keys and CHECKs, views) and the validations after the migrations (run.py
+# _validate). Within a run the steps are alike and independent of each other, so by default a run is
+# crashed after its first and after its last step only.
+ALIKE = {"create_sequence": "types", "create_enum": "types", "add_enum_value": "types",
+         "create_table": "tables", "add_column": "tables", "set_default": "tables",
+         "create_index": "indexes", "rename_index": "indexes", "add_primary_key": "indexes",
+         "add_unique_constraint": "indexes", "add_foreign_key": "constraints", "add_check": "constraints",
+         "rename_constraint": "constraints", "create_view": "views", "validate_constraint": "validations"}
 
 JOB_TIMEOUT = 120.0
 MERGED_DATE = re.compile(r"session_merged_\d{8}")  # a suffix (_2) stays: a second copy is a difference
@@ -204,11 +215,12 @@ def boundaries(events: Sequence[dict[str, Any]]) -> list[Boundary]:
 
 
 def selected(bounds: Sequence[Boundary]) -> list[Boundary]:
-    """Every boundary, or (by default) the first and last of each run of commits of one action."""
+    """Every boundary, or (by default) the first and last of each run of alike steps, and every other one."""
     if EVERY_BOUNDARY:
         return list(bounds)
+    phases = [ALIKE.get(b.action) or f"#{b.k}" for b in bounds]  # a migration is like no other
     return [b for i, b in enumerate(bounds) if i in (0, len(bounds) - 1)
-            or bounds[i - 1].action != b.action or bounds[i + 1].action != b.action]
+            or phases[i - 1] != phases[i] or phases[i + 1] != phases[i]]
 
 
 # --- databases ---------------------------------------------------------------------------------
