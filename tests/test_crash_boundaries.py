@@ -3,12 +3,13 @@ the database must end exactly as a clean run leaves it.
 
 For each state (tests/scenarios.STATES, plus the production break in a non-default schema, HISTORY.md
 state 10) the state is built once into a template database; every run below starts from a fresh copy
-of it (one database name per state, dropped and created again), so the rows the builders date with
-now() or draw at random are the same in every copy, and a difference can only be the crash's doing.
+of it (the same database names per state, dropped and created again), so the rows the builders date
+with now() or draw at random are the same in every copy, and a difference can only be the crash's doing.
 
 - The reference: a clean `python -m job run` on a copy, to the end (exit 0), then `python -m job verify`
-  (exit 0); its fingerprint (below). A second clean run on another copy must give the same fingerprint:
-  the comparison itself is proved free of noise.
+  (exit 0; `--allow-extra` for the ahead state, whose newer table is expected); its fingerprint (below).
+  The crash at k = 0 leaves nothing committed, so the run after it is in effect a second clean run: it
+  proves the comparison free of noise (a time or a random value the job wrote would show there first).
 - The boundaries: the commit events of the clean run's log (COMMIT_EVENTS). k = 0 is a crash before the
   first commit: on `lock.acquired`, while the job holds Prisma's lock and inspects again under it (on
   `db.connected` for a state whose run commits nothing: the one-round-trip glance). k = 1..K: right after
@@ -57,6 +58,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, LiteralString
 
 import psycopg
@@ -64,7 +66,7 @@ import pytest
 from jobtools import MIGRATIONS_DIR, ROOT, JobRun, job_env, job_sessions, parse_events, rows_by_table, run_job
 from pgcluster import Db, PgCluster
 from psycopg import sql
-from scenarios import STATES
+from scenarios import STATES, add_sessions
 
 EVERY_BOUNDARY = os.environ.get("CRASH_BOUNDARIES") == "all"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600 if EVERY_BOUNDARY else 900)]
@@ -100,6 +102,18 @@ ALIKE = {"create_sequence": "types", "create_enum": "types", "add_enum_value": "
          "create_index": "indexes", "rename_index": "indexes", "add_primary_key": "indexes",
          "add_unique_constraint": "indexes", "add_foreign_key": "constraints", "add_check": "constraints",
          "rename_constraint": "constraints", "create_view": "views", "validate_constraint": "validations"}
+
+BULK_SESSIONS = 100_000
+
+
+def state_both_populated_bulk(conn: psycopg.Connection[Any], schema: str, migrations_dir: Path) -> None:
+    """HISTORY.md 7 with 100k more sessions in "session" only: the merge copies them, long enough (a
+    few hundred ms) to be caught in the middle of its INSERT."""
+    STATES["both_populated"](conn, schema, migrations_dir)
+    add_sessions(conn, schema, "session", BULK_SESSIONS, prefix="bulk_shop")
+
+
+BUILDERS = STATES | {"both_populated_bulk": state_both_populated_bulk}
 
 JOB_TIMEOUT = 120.0
 MERGED_DATE = re.compile(r"session_merged_\d{8}")  # a suffix (_2) stays: a second copy is a difference
@@ -270,7 +284,7 @@ class References:
         pg.drop_database(template)
         pg.create_database(template)
         with pg.admin(template) as conn:
-            STATES[state](conn, schema, MIGRATIONS_DIR)
+            BUILDERS[state](conn, schema, MIGRATIONS_DIR)
         copy = copy_of(pg, f"{template}_ref", template)
         run, fp = clean_run(copy, schema)
         # The ahead state keeps the newer app's table on purpose: verify accepts it only so.
@@ -329,7 +343,7 @@ def crash_run(db: Db, schema: str, boundary: Boundary, start_event: str, crash: 
             commits += name in COMMIT_EVENTS
             if (boundary.lines == 0 and name == start_event) or \
                     (boundary.lines and name in COMMIT_EVENTS and commits == boundary.lines):
-                fired = True
+                fired = True  # the job runs on meanwhile: the crash lands a few ms after this line
                 if crash == "sigkill":
                     proc.send_signal(signal.SIGKILL)
                 else:
@@ -445,3 +459,66 @@ def test_a_crash_at_every_commit_then_one_run_ends_as_a_clean_run(
             pg.drop_database(f"crash_{db_name(state, schema)}_{n}")
     assert not failures, (f"{len(failures)} of {len(points)} crash points did not end as the clean run:\n\n"
                           + "\n\n".join(failures))
+
+
+# --- a crash in the middle of a long statement --------------------------------------------------
+
+_RUNNING = ("SELECT 1 FROM pg_stat_activity WHERE application_name = 'db-init-job' AND datname = %s"
+            " AND state = 'active' AND query LIKE %s")
+
+
+def crash_mid_statement(db: Db, schema: str, query_start: str, crash: Crash) -> Crashed:
+    """Start the job and crash while its session runs a statement that starts with ``query_start``."""
+    proc = subprocess.Popen([sys.executable, "-m", "job", "run"], cwd=ROOT, env=job_env(url_of(db, schema)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: lines.extend(proc.stderr or ()), daemon=True)
+    reader.start()
+    fired = False
+    try:
+        with db.connect() as admin:
+            deadline = time.monotonic() + JOB_TIMEOUT
+            while proc.poll() is None and time.monotonic() < deadline:
+                if admin.execute(_RUNNING, (db.name, f"{query_start}%")).fetchone():
+                    fired = True
+                    break
+                time.sleep(0.005)
+        if fired and crash == "sigkill":
+            proc.send_signal(signal.SIGKILL)
+        elif fired:
+            db.cluster.stop("immediate")
+        proc.wait(JOB_TIMEOUT)
+        reader.join(JOB_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        db.cluster.start()
+    return Crashed(proc.returncode, parse_events("".join(lines)), fired)
+
+
+@pytest.mark.parametrize("crash", CRASHES)
+def test_a_crash_in_the_middle_of_the_session_merge_then_one_run_ends_as_a_clean_run(
+        references: References, pg: PgCluster, crash: Crash) -> None:
+    """The merge's INSERT ... SELECT copying 100k sessions, interrupted while it runs: its transaction
+    (the copy and the rename to session_merged_<date>) is lost whole, and the next run merges again."""
+    pg.start()
+    ref = references.get("both_populated_bulk", "public")
+    assert any(e.get("action") == "merge_session_tables" for e in ref.events)
+    work = "crash_both_populated_bulk"
+    try:
+        db = copy_of(pg, work, ref.template)
+        crashed = crash_mid_statement(db, "public", 'INSERT INTO "public"."Session"', crash)
+        assert crashed.fired, "the merge's INSERT was never seen running"
+        assert not any(e.get("action") == "merge_session_tables" for e in crashed.events), \
+            "the merge committed before the crash: the crash came too late to be mid-statement"
+        _settled(db)
+        rerun = run_job(db.url)
+        with db.connect() as conn:
+            found = differences(ref.fingerprint, fingerprint(conn, "public"))
+        assert rerun.code == 0 and not found and "Traceback" not in rerun.stderr, \
+            diagnose(db, "public", ref, f"both_populated_bulk, {crash}, mid-merge", crashed, rerun, found)
+    finally:
+        pg.start()
+        pg.drop_database(work)
