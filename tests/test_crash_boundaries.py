@@ -103,12 +103,12 @@ ALIKE = {"create_sequence": "types", "create_enum": "types", "add_enum_value": "
          "add_unique_constraint": "indexes", "add_foreign_key": "constraints", "add_check": "constraints",
          "rename_constraint": "constraints", "create_view": "views", "validate_constraint": "validations"}
 
-BULK_SESSIONS = 100_000
+BULK_SESSIONS = 30_000
 
 
 def state_both_populated_bulk(conn: psycopg.Connection[Any], schema: str, migrations_dir: Path) -> None:
-    """HISTORY.md 7 with 100k more sessions in "session" only: the merge copies them, long enough (a
-    few hundred ms) to be caught in the middle of its INSERT."""
+    """HISTORY.md 7 with 30k more sessions in "session" only: the merge copies them, long enough (~200
+    ms) to be caught in the middle of its INSERT."""
     STATES["both_populated"](conn, schema, migrations_dir)
     add_sessions(conn, schema, "session", BULK_SESSIONS, prefix="bulk_shop")
 
@@ -501,7 +501,7 @@ def crash_mid_statement(db: Db, schema: str, query_start: str, crash: Crash) -> 
 @pytest.mark.parametrize("crash", CRASHES)
 def test_a_crash_in_the_middle_of_the_session_merge_then_one_run_ends_as_a_clean_run(
         references: References, pg: PgCluster, crash: Crash) -> None:
-    """The merge's INSERT ... SELECT copying 100k sessions, interrupted while it runs: its transaction
+    """The merge's INSERT ... SELECT copying 30k sessions, interrupted while it runs: its transaction
     (the copy and the rename to session_merged_<date>) is lost whole, and the next run merges again."""
     pg.start()
     ref = references.get("both_populated_bulk", "public")
