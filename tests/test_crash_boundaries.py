@@ -501,16 +501,17 @@ def crash_mid_statement(db: Db, schema: str, query_start: str, crash: Crash) -> 
 @pytest.mark.parametrize("crash", CRASHES)
 def test_a_crash_in_the_middle_of_the_session_merge_then_one_run_ends_as_a_clean_run(
         references: References, pg: PgCluster, crash: Crash) -> None:
-    """The merge's INSERT ... SELECT copying 30k sessions, interrupted while it runs: its transaction
-    (the copy and the rename to session_merged_<date>) is lost whole, and the next run merges again."""
+    """The merge copying 30k sessions in batches, interrupted while a batch runs: that batch's
+    transaction is lost, the batches before it stay, and the next run copies only the ids still missing
+    (no session twice), then keeps "session" as session_merged_<date>, as a clean run does."""
     pg.start()
     ref = references.get("both_populated_bulk", "public")
     assert any(e.get("action") == "merge_session_tables" for e in ref.events)
     work = "crash_both_populated_bulk"
     try:
         db = copy_of(pg, work, ref.template)
-        crashed = crash_mid_statement(db, "public", 'INSERT INTO "public"."Session"', crash)
-        assert crashed.fired, "the merge's INSERT was never seen running"
+        crashed = crash_mid_statement(db, "public", "WITH batch AS (", crash)
+        assert crashed.fired, "no batch of the merge was seen running"
         assert not any(e.get("action") == "merge_session_tables" for e in crashed.events), \
             "the merge committed before the crash: the crash came too late to be mid-statement"
         _settled(db)

@@ -12,6 +12,8 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -44,6 +46,18 @@ def partial_big(db: Db, *, duplicates: int = 0) -> None:
         fill_products(conn, duplicates=duplicates)
 
 
+def fixed_with_key_not_valid(db: Db, *, orphan: bool = False) -> None:
+    """Everything applied; "ProductProfile_tenantId_fkey" NOT VALID (with ``orphan``, a row breaks it)."""
+    with db.connect() as conn:
+        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
+        conn.execute('ALTER TABLE "ProductProfile" DROP CONSTRAINT "ProductProfile_tenantId_fkey"')
+        if orphan:
+            conn.execute('INSERT INTO "ProductProfile" ("id", "tenantId", "shopifyProductId", "title",'
+                         " \"updatedAt\") VALUES ('orphan', 'no-such-tenant', 'gid://o', 'x', now())")
+        conn.execute('ALTER TABLE "ProductProfile" ADD CONSTRAINT "ProductProfile_tenantId_fkey" FOREIGN KEY'
+                     ' ("tenantId") REFERENCES "Tenant"("id") ON DELETE CASCADE ON UPDATE CASCADE NOT VALID')
+
+
 def indexes(conn: psycopg.Connection[Any], table: str) -> dict[str, bool]:
     return {name: valid for name, valid in conn.execute(
         "SELECT i.relname, x.indisvalid FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
@@ -65,12 +79,18 @@ def wait_for_build(db: Db, proc: Any, phase: str = "", timeout: float = 30) -> i
     raise AssertionError("the job never started a concurrent build")
 
 
-def test_indexes_on_a_big_table_are_built_concurrently_while_app_writes_go_on(db: Db) -> None:
-    partial_big(db)
-    # An old snapshot makes the concurrent build wait in its last phase: the window to write in.
+@contextmanager
+def old_snapshot(db: Db) -> Iterator[psycopg.Connection[Any]]:
+    """A transaction holding a snapshot: a concurrent build waits for it in its last phase."""
     with db.connect() as old:
         old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
         old.execute('SELECT count(*) FROM "Plan"')
+        yield old
+
+
+def test_indexes_on_a_big_table_are_built_concurrently_while_app_writes_go_on(db: Db) -> None:
+    partial_big(db)
+    with old_snapshot(db) as old:  # the window to write in while the build goes on
         proc = start_job(db.url, DB_INIT_DDL_LOCK_TIMEOUT="20s")
         started = time.monotonic()
         wait_for_build(db, proc)
@@ -93,9 +113,7 @@ def test_indexes_on_a_big_table_are_built_concurrently_while_app_writes_go_on(db
 
 def test_a_build_killed_midway_leaves_an_invalid_index_the_next_run_rebuilds(db: Db) -> None:
     partial_big(db)
-    with db.connect() as old:
-        old.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        old.execute('SELECT count(*) FROM "Plan"')
+    with old_snapshot(db) as old:
         proc = start_job(db.url, DB_INIT_DDL_LOCK_TIMEOUT="30s")
         pid = wait_for_build(db, proc, "old snapshots")  # the index is in the catalog, INVALID
         proc.send_signal(signal.SIGKILL)
@@ -189,12 +207,7 @@ def test_an_interrupted_batched_merge_copies_every_session_exactly_once(db: Db) 
 
 
 def test_a_constraint_left_not_valid_by_a_stopped_run_is_validated_by_the_next(db: Db) -> None:
-    with db.connect() as conn:
-        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
-        # What a run killed between adding a key NOT VALID and validating it leaves.
-        conn.execute('ALTER TABLE "ProductProfile" DROP CONSTRAINT "ProductProfile_tenantId_fkey"')
-        conn.execute('ALTER TABLE "ProductProfile" ADD CONSTRAINT "ProductProfile_tenantId_fkey" FOREIGN KEY'
-                     ' ("tenantId") REFERENCES "Tenant"("id") ON DELETE CASCADE ON UPDATE CASCADE NOT VALID')
+    fixed_with_key_not_valid(db)  # what a run killed between adding a key NOT VALID and validating it leaves
     run = run_job(db.url)
     assert run.code == 0, run.stderr[-3000:]
     with db.connect() as conn:
@@ -230,13 +243,8 @@ def test_rows_that_break_a_constraint_are_counted_once_then_left_until_heal_alwa
 
 
 def test_a_comment_of_someone_elses_is_never_overwritten(db: Db) -> None:
+    fixed_with_key_not_valid(db, orphan=True)
     with db.connect() as conn:
-        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
-        conn.execute('ALTER TABLE "ProductProfile" DROP CONSTRAINT "ProductProfile_tenantId_fkey"')
-        conn.execute('INSERT INTO "ProductProfile" ("id", "tenantId", "shopifyProductId", "title",'
-                     " \"updatedAt\") VALUES ('orphan', 'no-such-tenant', 'gid://o', 'x', now())")
-        conn.execute('ALTER TABLE "ProductProfile" ADD CONSTRAINT "ProductProfile_tenantId_fkey" FOREIGN KEY'
-                     ' ("tenantId") REFERENCES "Tenant"("id") ON DELETE CASCADE ON UPDATE CASCADE NOT VALID')
         conn.execute('COMMENT ON CONSTRAINT "ProductProfile_tenantId_fkey" ON "ProductProfile" IS \'ours\'')
     run = run_job(db.url)
     assert run.code == 0, run.stderr[-3000:]
