@@ -151,6 +151,7 @@ def _command(args: argparse.Namespace, flags: dict[str, str | None], log: Any) -
     started = time.monotonic()
     mode = args.command or "run"
     try:
+        signals.raise_if_received()
         config = load_config(flags)
         log.info("run.started", command=mode, version=__version__,
                  target=config.target.display, url_source=config.url_source, schema=config.target.schema)
@@ -186,6 +187,7 @@ def _fleet(args: argparse.Namespace, flags: dict[str, str | None], log: Any) -> 
     from job import fleetcli
     started = time.monotonic()
     try:
+        signals.raise_if_received()
         if args.fleet_action == "status":
             return fleetcli.fleet_status(flags, fleetcli.fleet_flags(args), log, as_json=args.json)
         return fleetcli.fleet_run(flags, fleetcli.fleet_flags(args), log)

@@ -31,6 +31,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from job import __version__
+from job.liblog import LibraryWarnings
 from job.redact import redact
 
 _SEVERITY = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERROR",
@@ -176,13 +177,9 @@ def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = No
     # A library's own warnings (psycopg's, e.g. a cancellation cut short by a signal) as the job's
     # structured lines: never a bare text line among the JSON ones.
     root = logging.getLogger()
-    root.handlers[:] = [_Forward()]
+    root.handlers[:] = [LibraryWarnings()]
     root.setLevel(logging.WARNING)
 
-
-class _Forward(logging.Handler):
-    def emit(self, record: logging.LogRecord) -> None:
-        structlog.get_logger().warning("library.warning", logger=record.name, detail=record.getMessage())
 
 
 def fork(processors: list[Processor]) -> Processor:

@@ -8,10 +8,16 @@ heavy is imported.
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
 from typing import Any
 
 from job.errors import Interrupted
+
+# Every signal received in this process, in order.  Kept at module level: a handler's exception raised
+# inside a callback Python runs on its own (an import lock's weakref callback during start-up) is
+# swallowed ("Exception ignored in ..."), and the run must still end as interrupted.
+_received: list[str] = []
 
 
 def install() -> dict[int, Any]:
@@ -19,12 +25,23 @@ def install() -> dict[int, Any]:
 
     Returns the handlers it replaced.
     """
-    state = {"raised": False}
-
     def handler(signum: int, _frame: FrameType | None) -> None:
-        if state["raised"]:
-            return
-        state["raised"] = True
-        raise Interrupted(signal.Signals(signum).name)
+        first = not _received
+        _received.append(signal.Signals(signum).name)
+        if first:
+            raise Interrupted(_received[0])
 
+    sys.unraisablehook = _quiet_if_interrupted
     return {signum: signal.signal(signum, handler) for signum in (signal.SIGTERM, signal.SIGINT)}
+
+
+def raise_if_received() -> None:
+    """At the start of a command: a signal whose exception Python swallowed still interrupts the run."""
+    if _received:
+        raise Interrupted(_received[0])
+
+
+def _quiet_if_interrupted(unraisable: Any) -> None:
+    """No bare traceback on stderr for the swallowed signal: raise_if_received reports it."""
+    if not isinstance(unraisable.exc_value, Interrupted):
+        sys.__unraisablehook__(unraisable)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -182,3 +183,29 @@ def test_bash_completion_from_the_parser(words: str, expected: set[str]) -> None
 def test_main_returns_the_exit_code_not_raises() -> None:
     assert cli.main(["--log-format", "json", "run", "--connect-timeout", "nope", "--database-url", URL]) == \
         ExitCode.CONFIG
+
+
+SWALLOWED = """
+import os, signal, weakref
+from job import signals
+from job.errors import Interrupted
+signals.install()
+class Thing: pass
+thing = Thing()
+ref = weakref.ref(thing, lambda _: os.kill(os.getpid(), signal.SIGTERM) or [0 for _ in range(1000)])
+del thing  # the handler raises inside the weakref callback, where Python swallows the exception
+print("went on")
+try:
+    signals.raise_if_received()
+except Interrupted as sig:
+    print("interrupted by", sig.signal_name)
+"""
+
+
+def test_a_signal_whose_exception_python_swallowed_still_interrupts_the_run() -> None:
+    """During start-up a SIGTERM can land in an import lock's weakref callback: Python prints "Exception
+    ignored" and goes on. The job remembers the signal, prints no traceback, and the command exits 7."""
+    res = subprocess.run([sys.executable, "-c", SWALLOWED], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60, env=os.environ | {"PYTHONPATH": str(ROOT)}, check=False)
+    assert res.stdout.split("\n")[:2] == ["went on", "interrupted by SIGTERM"], res.stdout + res.stderr
+    assert "Exception ignored" not in res.stderr and "Traceback" not in res.stderr, res.stderr

@@ -239,6 +239,17 @@ def test_a_password_in_a_traceback_is_masked() -> None:
     assert "Hunter2" not in out.getvalue() and "RuntimeError" in line["stack_trace"]
 
 
+def test_a_librarys_own_warning_is_a_structured_line() -> None:
+    """psycopg logs through the standard library (e.g. a cancellation cut short by a signal)."""
+    out = io.StringIO()
+    logs.configure("json", "info", stream=out, env={})
+    logging.getLogger("psycopg").warning("query cancellation interrupted (%s): closing connection", "X")
+    line = json.loads(out.getvalue())
+    check_entry(line, {"app": "db-init-job"})
+    assert (line["event"], line["logger"]) == ("library.warning", "psycopg")
+    assert line["detail"] == "query cancellation interrupted (X): closing connection"
+
+
 # --- google-cloud-logging as the reference ----------------------------------------------------
 
 def test_lines_match_what_google_cloud_logging_writes_for_the_same_record(db: Db) -> None:
