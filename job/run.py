@@ -468,15 +468,13 @@ class _Job:
                 break
             after, batches = last, batches + 1
             seen_total, copied_total = seen_total + seen, copied_total + copied
-            if self.committed[-1:] != ["repairs"]:
-                self.committed.append("repairs")
+            self._repairs_committed()
             self.log.debug("merge.batch", batch=batches, rows_read=seen, rows_copied=copied)
         self._unit(step, wait, lambda: self.db.execute([rename]), steps=None)
         self.log.info("step.applied", action=step.action, summary=step.summary, transaction_ms=round(
             (time.monotonic() - started) * 1000, 1), **{**step.details, "rows_copied": copied_total,
                                                         "rows_read": seen_total, "batches": batches})
-        if self.committed[-1:] != ["repairs"]:
-            self.committed.append("repairs")
+        self._repairs_committed()
 
     def _unit(self, step: Step, wait: LockWait, body: Callable[[], T], *, steps: Sequence[Step] | None,
               began: float | None = None, statement_timeout: bool = True) -> T:
@@ -512,7 +510,12 @@ class _Job:
             event = "ledger.failed_row_closed" if s.action == "close_failed_row" else "step.applied"
             self.log.info(event, action=s.action, migration=s.migration, summary=s.summary,
                           transaction_ms=duration, **s.details)
-        if steps and self.committed[-1:] != ["repairs"]:
+        if steps:
+            self._repairs_committed()
+
+    def _repairs_committed(self) -> None:
+        """The job's own repairs count once in ``committed``, however many transactions they took."""
+        if self.committed[-1:] != ["repairs"]:
             self.committed.append("repairs")
 
     def _migrate(self, unit: Step, wait: LockWait) -> None:

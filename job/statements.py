@@ -494,22 +494,26 @@ MARK = "db-init: "
 
 
 def mark_not_validated(schema: str, table: str, name: str, reason: str) -> sql.Composed:
-    return sql.SQL(
-        "DO " + GUARD_TAG + " BEGIN IF coalesce(obj_description((SELECT k.oid FROM pg_constraint k"
-        " WHERE k.conrelid = {rel}::regclass AND k.conname = {n}), 'pg_constraint'), {mark}) LIKE {like}"
-        " THEN COMMENT ON CONSTRAINT {c} ON {t} IS {text}; END IF; END " + GUARD_TAG
-    ).format(rel=sql.Literal(sql.Identifier(schema, table).as_string()), n=sql.Literal(name),
-             mark=sql.Literal(MARK), like=sql.Literal(MARK + "%"), c=sql.Identifier(name),
-             t=sql.Identifier(schema, table), text=sql.Literal(MARK + reason))
+    return _comment_if(schema, table, name, sql.Literal(MARK + reason), unmarked_too=True)
 
 
 def clear_mark(schema: str, table: str, name: str) -> sql.Composed:
+    return _comment_if(schema, table, name, sql.SQL("NULL"), unmarked_too=False)
+
+
+def _comment_if(schema: str, table: str, name: str, text: sql.Composable, *, unmarked_too: bool
+                ) -> sql.Composed:
+    """COMMENT ON CONSTRAINT, only where its comment is the job's (or, ``unmarked_too``, absent)."""
+    current = sql.SQL("obj_description((SELECT k.oid FROM pg_constraint k WHERE k.conrelid = {}::regclass"
+                      " AND k.conname = {}), 'pg_constraint')").format(
+        sql.Literal(sql.Identifier(schema, table).as_string()), sql.Literal(name))
+    if unmarked_too:
+        current = sql.SQL("coalesce({}, {})").format(current, sql.Literal(MARK))
     return sql.SQL(
-        "DO " + GUARD_TAG + " BEGIN IF obj_description((SELECT k.oid FROM pg_constraint k"
-        " WHERE k.conrelid = {rel}::regclass AND k.conname = {n}), 'pg_constraint') LIKE {like}"
-        " THEN COMMENT ON CONSTRAINT {c} ON {t} IS NULL; END IF; END " + GUARD_TAG
-    ).format(rel=sql.Literal(sql.Identifier(schema, table).as_string()), n=sql.Literal(name),
-             like=sql.Literal(MARK + "%"), c=sql.Identifier(name), t=sql.Identifier(schema, table))
+        "DO " + GUARD_TAG + " BEGIN IF {current} LIKE {like} THEN COMMENT ON CONSTRAINT {c} ON {t} IS {text};"
+        " END IF; END " + GUARD_TAG
+    ).format(current=current, like=sql.Literal(MARK + "%"), c=sql.Identifier(name),
+             t=sql.Identifier(schema, table), text=text)
 
 
 def rename_constraint(schema: str, table: str, old: str, new: str) -> sql.Composed:
