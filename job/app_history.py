@@ -139,6 +139,12 @@ def _free_name(relations: frozenset[str], wanted: str) -> str:
     return name
 
 
+def runs_again_safely(migration: str) -> bool:
+    """A migration whose failed row may be closed and the file run again whatever it left: the baseline
+    (IF NOT EXISTS everywhere)."""
+    return migration == BASELINE
+
+
 def is_kept_copy(table: str) -> bool:
     """A dated copy this job kept on purpose: allowed beside the contract."""
     return table.startswith(MERGED_PREFIX)

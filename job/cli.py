@@ -33,6 +33,8 @@ COMMANDS = {
     "run": "apply what is missing, under Prisma's migration lock (the default command)",
     "plan": "print what run would do, SQL included, and change nothing",
     "verify": "compare the database with prisma/schema.prisma and the migrations folder; 0 only if equal",
+    "resolve": "record a failed migration as rolled back (it runs again) or as applied, as `prisma migrate"
+               " resolve` does",
     "fleet": "many databases from a targets file: `fleet run` migrates this task's share, `fleet status`"
              " reads them all",
     "demo": "the production break on a throwaway PostgreSQL, fixed before your eyes (development install)",
@@ -97,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="the differences as JSON on stdout")
     verify.add_argument("--allow-extra", action="store_true",
                         help="accept tables, columns, indexes and keys the contract does not name")
+    resolve = command("resolve")
+    which = resolve.add_mutually_exclusive_group(required=True)
+    which.add_argument("--rolled-back", metavar="MIGRATION",
+                       help="its failed ledger row closed: the next run applies the file again")
+    which.add_argument("--applied", metavar="MIGRATION",
+                       help="recorded as applied without running it (its failed rows closed)")
     _add_fleet(command("fleet"), formatter)
     demo = command("demo")
     demo.add_argument("--verbose", action="store_true", help="also show the job's log lines as they happen")
@@ -155,7 +163,10 @@ def _command(args: argparse.Namespace, flags: dict[str, str | None], log: Any) -
         config = load_config(flags)
         log.info("run.started", command=mode, version=__version__,
                  target=config.target.display, url_source=config.url_source, schema=config.target.schema)
-        result = execute(config, mode=mode, log=log, allow_extra=getattr(args, "allow_extra", False))
+        resolving = ("applied", args.applied) if getattr(args, "applied", None) else \
+            ("rolled_back", args.rolled_back) if getattr(args, "rolled_back", None) else None
+        result = execute(config, mode=mode, log=log, allow_extra=getattr(args, "allow_extra", False),
+                         resolve=resolving)
         if mode == "plan":
             return _plan(log, result, started, as_json=args.json, detailed=args.exit_code,
                          refuse_rows=config.refuse_blocking_rows)
@@ -202,7 +213,7 @@ def _fleet(args: argparse.Namespace, flags: dict[str, str | None], log: Any) -> 
 
 def _run_fields(result: RunResult) -> dict[str, Any]:
     return {"changed": result.applied,
-            "migrations_applied": list(result.plan.migrations_applied) if result.applied else [],
+            "migrations_applied": list(result.migrations_applied),
             "ledger_rows_repaired": result.plan.ledger_rows_repaired if result.applied else 0,
             "orphan_rows": result.orphans}
 
@@ -258,7 +269,9 @@ def _print_plan(result: RunResult, *, as_json: bool) -> None:
     if as_json:
         def doc(s: Step) -> dict[str, Any]:
             return {"action": s.action, "summary": s.summary, "migration": s.migration,
-                    "ledger_change": s.ledger_change, "sql": s.sql_text(), "details": s.details}
+                    "ledger_change": s.ledger_change, "sql": s.sql_text(), "details": s.details,
+                    "units": [{"statements": [u.first + 1, u.last], "line": u.line,
+                               "transaction": u.transaction, "why": u.why, "sql": u.text} for u in s.units]}
         print(json.dumps({"changes_pending": bool(plan.steps or plan.validations),
                           "steps": [doc(s) for s in plan.steps],
                           "after_commit": [doc(s) for s in plan.validations],
@@ -272,7 +285,13 @@ def _print_plan(result: RunResult, *, as_json: bool) -> None:
         print("-- one transaction:")
     for n, step in enumerate(plan.steps, 1):
         print(f"-- step {n}: {step.summary}")
-        print(step.sql_text().strip() + "\n")
+        if step.units:
+            for number, unit in enumerate(step.units, 1):
+                why = f": {unit.why}" if unit.why else ""
+                print(f"-- {unit.describe(number, len(step.units)).split('): ')[0]}){why}")
+                print(unit.text.strip() + ";\n")
+        else:
+            print(step.sql_text().strip() + "\n")
         if plan.locks and step.migration:
             from job.lockguard import plan_lines
             if lines := plan_lines(plan, step.migration):

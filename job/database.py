@@ -18,9 +18,11 @@ import psycopg
 from psycopg.conninfo import make_conninfo
 
 from job import statements as q
+from job import units as units_mod
 from job.redact import redact
 from job.schemamodel import Catalog, Check, Column, ForeignKey, Index, Table
 from job.state import DatabaseState, LedgerRow, TableSize
+from job.units import Unit, plan_units
 
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 _INSPECT_TRIES = 5
@@ -327,7 +329,11 @@ class Database:
                     catalogs[done] = self._read_scratch(scratch)
                 self._rows(q.SAVEPOINT)
                 try:
-                    self._script(name, text)
+                    if (parts := plan_units(text)) is not None:
+                        committed = self._units(name, parts, settings, scratch, may_commit, skipped) \
+                            or committed
+                    else:
+                        self._script(name, text)
                 except ReplayFault as refused:
                     if not self.in_transaction:  # the file committed, then failed: its scratch is real now
                         committed = True
@@ -372,6 +378,39 @@ class Database:
                 self._rows(q.session_search_path(home))
                 self._rows(q.DISCARD_TEMP if scratch == "pg_temp" else q.drop_schema(scratch))
 
+    def _units(self, name: str, parts: Sequence[Unit], settings: q.Statement, scratch: str, may_commit: bool,
+               skipped: list[str]) -> bool:
+        """A file that runs in units, replayed unit by unit: a CONCURRENTLY build as a plain one (the same
+        index, on empty tables), other statements that run only outside a transaction left out (they
+        build nothing), and a commit before a unit that uses an enum value an earlier one added (True
+        then: the scratch schema was committed)."""
+        committed = False
+        for unit in parts:
+            text = unit.text
+            if not unit.transaction:
+                if not units_mod.creates_index(unit.statements[0]) and not units_mod.drops_indexes(
+                        unit.statements[0]):
+                    skipped.append(f"{name} (statement {unit.first + 1})")
+                    continue
+                text = q.without_concurrently(text)
+            self._rows(q.SAVEPOINT_UNIT)
+            try:
+                self._script(name, text, offset_line=unit.line - 1)
+            except ReplayFault as refused:
+                self._rows(q.ROLLBACK_TO_SAVEPOINT_UNIT)
+                if refused.fault.sqlstate != _UNSAFE_NEW_ENUM_VALUE or not may_commit:
+                    raise
+                self._rows(q.RELEASE_SAVEPOINT_UNIT)
+                self._rows(q.RELEASE_SAVEPOINT)  # the file's savepoint: what its units built stays
+                self._rows(q.COMMIT)
+                committed = True
+                self._restart(settings, scratch)
+                self._rows(q.SAVEPOINT)
+                self._rows(q.SAVEPOINT_UNIT)
+                self._script(name, text, offset_line=unit.line - 1)
+            self._rows(q.RELEASE_SAVEPOINT_UNIT)
+        return committed
+
     def _refuse_unsafe_scripts(self, scripts: Sequence[tuple[str, str]], pooled: bool) -> None:
         """Files the replay must not run: they would reach real objects (or, behind a pooler, commit)."""
         schemas = [r[0] for r in self._rows(q.REAL_SCHEMAS)]
@@ -394,12 +433,12 @@ class Database:
         described = self._pipelined(q.DESCRIBE, {"schema": namespace}, search_path=scratch)
         return _catalog_from_rows(*described)[0]
 
-    def _script(self, name: str, text: str) -> None:
+    def _script(self, name: str, text: str, *, offset_line: int = 0) -> None:
         try:
             self._conn.execute(q.script(text))
         except psycopg.Error as exc:
             fault = _statement_fault(exc, None)
-            line = text[:fault.position - 1].count("\n") + 1 if fault.position else None
+            line = offset_line + text[:fault.position - 1].count("\n") + 1 if fault.position else None
             raise ReplayFault(name, fault, line) from None
 
     def _scratch_schema(self, *, session: bool) -> str:

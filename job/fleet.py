@@ -139,7 +139,7 @@ def migrate(base: Config) -> Work:
     def work(target: Target, log: Any) -> TargetResult:
         def body() -> TargetResult:
             result = execute(config_for(base, target), mode="run", log=log)
-            applied = result.plan.migrations_applied if result.applied else ()
+            applied = result.migrations_applied
             return TargetResult(target.name, target.group, ExitCode.OK, 0.0, migrations_applied=applied)
         return _guarded(target, log, body)
     return work

@@ -46,6 +46,7 @@ from job.lockrisk import (
     not_null_columns,
 )
 from job.schemamodel import Catalog
+from job.units import refuses_transaction
 
 _TYPE_SYNONYMS = {"varchar": "character varying", "decimal": "numeric"}
 
@@ -158,6 +159,7 @@ class _World:
         self.pending: set[tuple[str, str, str]] = set()  # (table, constraint, column) proven once validated
         self.held: dict[str, tuple[str, int]] = {}  # the file's transaction: table -> (strongest lock, line)
         self.file = ""
+        self.alone = False  # the statement before ran alone, outside a transaction
         for table in facts.catalog.tables.values():
             for check in table.checks:
                 for column in not_null_columns(check_expression(check.definition)):
@@ -205,8 +207,13 @@ class _World:
         self.pending = {(new if t == old else t, n, col) for t, n, col in self.pending}
 
     def weigh(self, p: Parsed) -> list[Estimate]:
-        if p.migration != self.file or p.statement.tokens[0].is_("COMMIT", "END", "ROLLBACK", "ABORT"):
-            self.file, self.held = p.migration, {}  # a new transaction: a new file, or the file's own COMMIT
+        alone = refuses_transaction(p.statement) is not None
+        if p.migration != self.file or p.statement.tokens[0].is_("COMMIT", "END", "ROLLBACK", "ABORT") \
+                or alone or self.alone:
+            # A new transaction: a new file, the file's own COMMIT, or a unit of its own (job.units): a
+            # statement run outside any transaction, and what follows it.
+            self.file, self.held = p.migration, {}
+        self.alone = alone
         found = self._weigh(p)
         for e in found:
             if e.table is not None and not e.new and e.lock in LOCK_MODES:

@@ -30,8 +30,9 @@ from job.errors import NeedsHuman
 from job.heal import heal
 from job.migrations import Migration
 from job.schemamodel import Catalog
-from job.state import DatabaseState
+from job.state import DatabaseState, LedgerRow
 from job.steps import Step
+from job.units import PROGRESS_TAG, Unit, cut, plan_units
 from job.verify import edited
 
 if TYPE_CHECKING:
@@ -108,12 +109,16 @@ def heal_target(state: DatabaseState, migrations: Sequence[Migration]) -> tuple[
 
 def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: Catalog | None,
               contract: Catalog | None, new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-              today: date | None = None, retry_refused: bool = True) -> Plan:
+              today: date | None = None, retry_refused: bool = True,
+              proven_absent: frozenset[str] = frozenset()) -> Plan:
     """``target``: what the recorded migrations built (None: not known, nothing is healed);
     ``contract``: what the whole folder builds; ``retry_refused``: validate again the constraints
-    whose validation rows refused before (a table scan; the release Job's `--heal always` does)."""
+    whose validation rows refused before (a table scan; the release Job's `--heal always` does);
+    ``proven_absent``: migrations with a failed row of unknown outcome of which the catalog shows
+    nothing (``unknown_outcome`` names the candidates): closed and run again."""
     refuse_unsafe(state)
     _refuse_partly_committed(state, migrations)
+    resumed = _in_progress(state, migrations)
     schema = state.schema
     today = today or datetime.now(UTC).date()
     prepare: list[Step] = []
@@ -126,7 +131,7 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: 
     if state.ledger is None:
         prepare.append(Step("create_ledger", "create Prisma's _prisma_migrations table",
                             (q.create_ledger(schema),)))
-    prepare += _close_failed_rows(state, migrations, notes)
+    prepare += _close_failed_rows(state, migrations, notes, resumed, proven_absent)
     dropped = _drop_invalid_indexes(state, contract)
 
     healing: tuple[Step, ...] = ()
@@ -148,7 +153,7 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: 
     else:
         notes.append("the contract is not known (its replay failed): nothing is healed")
     pending = [m for m in migrations if not state.applied(m.name)]
-    units = tuple(_migration_unit(schema, m, new_id()) for m in pending)
+    units = tuple(_migration_unit(schema, m, new_id(), resumed.get(m.name)) for m in pending)
     return Plan(tuple(prepare), units, validations, tuple(notes), unresolved, (*dropped, *healing),
                 (sessions.merge,) if sessions.merge else ())
 
@@ -165,11 +170,66 @@ def _refuse_partly_committed(state: DatabaseState, migrations: Sequence[Migratio
                              migration=row.migration_name)
 
 
-def _migration_unit(schema: str, m: Migration, row_id: str) -> Step:
-    """The ledger row started, the file as it is, the row finished: run as `prisma migrate deploy` does."""
-    return Step("apply_migration", f"apply {m.name}",
-                (q.record_started(schema, row_id, m.name, m.checksum), q.script(m.sql),
-                 q.record_finished(schema, row_id)), m.name, True, details={"row_id": row_id})
+def _migration_unit(schema: str, m: Migration, row_id: str, resumed: LedgerRow | None = None) -> Step:
+    """The ledger row started, the file, the row finished: as one transaction when PostgreSQL allows
+    it (the file sent whole, as `prisma migrate deploy` 6 sends it); otherwise in units (job.units),
+    the row counting the statements committed, or continuing a row a stopped run left."""
+    units = cut(m.sql, done=resumed.applied_steps_count) if resumed else plan_units(m.sql)
+    if units is None:
+        return Step("apply_migration", f"apply {m.name}",
+                    (q.record_started(schema, row_id, m.name, m.checksum), q.script(m.sql),
+                     q.record_finished(schema, row_id)), m.name, True, details={"row_id": row_id})
+    total = units[-1].last if units else (resumed.applied_steps_count if resumed else 0)
+    details: dict[str, int | str] = {"row_id": resumed.id if resumed else row_id, "checksum": m.checksum,
+                                     "statements": total, "units": len(units)}
+    if resumed:
+        details["resume_from"] = resumed.applied_steps_count
+        summary = (f"continue {m.name} after its first {resumed.applied_steps_count} statements (a run"
+                   f" stopped there), in {len(units)} unit{'s' if len(units) != 1 else ''}")
+    else:
+        summary = f"apply {m.name} in {len(units)} units: {units_reason(units)}"
+    return Step("apply_migration", summary, tuple(q.script(u.text) for u in units), m.name, True,
+                details=details, units=units)
+
+
+def units_reason(units: Sequence[Unit]) -> str:
+    """Why a file does not run as one transaction, in a few words."""
+    reasons = sorted({u.why.split(":")[0].removesuffix(" runs only outside a transaction block")
+                      for u in units if u.why})
+    return "; ".join(reasons) + (" (each outside a transaction)" if any(not u.transaction for u in units)
+                                  else "")
+
+
+def _in_progress(state: DatabaseState, migrations: Sequence[Migration]) -> dict[str, LedgerRow]:
+    """Rows the job left while running a file in units, its count of committed statements in them:
+    the next run continues after them.  The file must be the one that ran (its checksum)."""
+    by_name = {m.name: m for m in migrations}
+    found: dict[str, LedgerRow] = {}
+    for row in state.ledger or ():
+        m = by_name.get(row.migration_name)
+        if m is None or not row.failed or not (row.logs or "").startswith(PROGRESS_TAG) \
+                or state.applied(m.name):
+            continue
+        if row.checksum != m.checksum:
+            raise NeedsHuman(f"{m.name} was applied in part (its first {row.applied_steps_count} statements"
+                             " are committed), and its file has changed since: the job will not run the new"
+                             " file over the old one's first part; decide by hand, then `db-init resolve"
+                             f" --applied {m.name}` (or `--rolled-back`)", migration=m.name)
+        found[m.name] = row
+    return found
+
+
+def unknown_outcome(state: DatabaseState, migrations: Sequence[Migration]) -> tuple[str, ...]:
+    """Pending migrations whose failed ledger row may hide committed work: a run stopped or failed
+    part-way, and nothing says how far it got (Prisma 7 commits a file statement by statement)."""
+    shipped = {m.name for m in migrations}
+    found = []
+    for row in state.ledger or ():
+        name, logs = row.migration_name, row.logs or ""
+        if (row.failed and name in shipped and not state.applied(name) and not logs.startswith(PROGRESS_TAG)
+                and not logs.startswith(PARTIAL_TAG) and not app_history.runs_again_safely(name)):
+            found.append(name)
+    return tuple(dict.fromkeys(found))
 
 
 def refuse_old_server(server_version: int) -> None:
@@ -188,21 +248,40 @@ def refuse_unsafe(state: DatabaseState) -> None:
                          " use a role or server that can write")
 
 
-def _close_failed_rows(state: DatabaseState, migrations: Sequence[Migration], notes: list[str]) -> list[Step]:
-    """Failed rows block every later `prisma migrate deploy` (P3009): close those we know."""
+def _close_failed_rows(state: DatabaseState, migrations: Sequence[Migration], notes: list[str],
+                       resumed: dict[str, LedgerRow], proven_absent: frozenset[str]) -> list[Step]:
+    """Failed rows block every later `prisma migrate deploy` (P3009): close those that are safe to close.
+
+    Safe: a retired migration's, one whose migration another row records as applied, one the app's
+    history knows runs again harmlessly, and one of which the catalog shows nothing.  A row the job
+    left while running a file in units is continued, not closed.  Any other failed row of a shipped
+    migration may hide committed work: the run stops there, as Prisma does (P3009), saying how to decide.
+    """
     shipped = {m.name for m in migrations}
     steps = []
     for row in state.ledger or ():
-        if not row.failed:
+        name = row.migration_name
+        if not row.failed or (name in resumed and resumed[name].id == row.id):
             continue
-        if row.migration_name in app_history.RETIRED or row.migration_name in shipped:
-            steps.append(Step("close_failed_row",
-                              f"mark failed ledger row of {row.migration_name} as rolled back",
-                              (q.close_failed_row(state.schema, row.id),), row.migration_name, True))
+        if name in shipped and name not in proven_absent and not state.applied(name) \
+                and name in unknown_outcome(state, migrations):
+            raise NeedsHuman(_unknown_outcome_text(row), migration=name)
+        if name in app_history.RETIRED or name in shipped:
+            steps.append(Step("close_failed_row", f"mark failed ledger row of {name} as rolled back",
+                              (q.close_failed_row(state.schema, row.id),), name, True))
         else:
-            notes.append(f"failed ledger row of unknown migration {row.migration_name} left alone"
+            notes.append(f"failed ledger row of unknown migration {name} left alone"
                          " (prisma migrate deploy will report P3009 until it is resolved)")
     return steps
+
+
+def _unknown_outcome_text(row: LedgerRow) -> str:
+    what = (f"it failed with: {' '.join(row.logs.split())[:200]}" if row.logs
+            else "no outcome is recorded (the run that applied it stopped)")
+    return (f"{row.migration_name} has a failed ledger row ({what}); part of it may be committed, and the job"
+            " cannot prove that none is, so running it again could apply it twice: check the database, then"
+            f" `db-init resolve --rolled-back {row.migration_name}` (nothing of it is there: it runs again)"
+            f" or `db-init resolve --applied {row.migration_name}` (it is all there)")
 
 
 def _drop_invalid_indexes(state: DatabaseState, contract: Catalog | None) -> list[Step]:

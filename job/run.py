@@ -6,6 +6,7 @@ migration by migration → record → verify → report.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import random
 import re
@@ -16,12 +17,12 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from job import app_history
+from job import app_history, units
 from job import statements as q
 from job.config import Config
 from job.connect import wait_for_database
 from job.database import Database, DatabaseFault, ReplayFault
-from job.errors import DatabaseUnavailable, LockBusy, MigrationFailed, NeedsHuman
+from job.errors import DatabaseUnavailable, JobError, LockBusy, MigrationFailed, NeedsHuman
 from job.lock import LockWait, session_lock
 from job.migrations import Migration, load_migrations, same_timestamps
 from job.plan import (
@@ -33,11 +34,14 @@ from job.plan import (
     refuse_old_server,
     refuse_unsafe,
     settled,
+    unknown_outcome,
 )
 from job.schemadiff import diff_catalogs
 from job.schemamodel import Catalog
+from job.sqllexer import Statement
 from job.state import DatabaseState
 from job.steps import Step
+from job.units import Unit
 from job.verify import ledger_differences, notes
 
 T = TypeVar("T")
@@ -58,10 +62,13 @@ class RunResult:
     applied: bool  # False for a dry run or when there was nothing to do
     differences: tuple[str, ...] = ()  # verify's findings; after a run, the drift left
     orphans: int = 0  # rows left pointing at nothing by constraints that could not be validated
+    migrations_applied: tuple[str, ...] = ()  # what this run committed (not what another runner did)
 
 
-def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -> RunResult:
-    """``mode``: "run" applies; "plan" stops before the lock; "verify" compares only."""
+def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False,
+            resolve: tuple[str, str] | None = None) -> RunResult:
+    """``mode``: "run" applies; "plan" stops before the lock; "verify" compares only; "resolve" records
+    ``resolve`` = ("applied" | "rolled_back", migration) in the ledger, as `prisma migrate resolve`."""
     migrations = load_migrations(config.migrations_dir)
     for names in same_timestamps(migrations):
         log.warning("migrations.same_timestamp", migrations=list(names),
@@ -73,7 +80,14 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
     job: _Job | None = None
     try:
         refuse_old_server(db.server_version)
-        if mode != "verify" and config.heal == "pending":
+        if mode == "resolve" and resolve is not None:
+            from job.resolve import resolve_row
+            pooled = _pooled(db, config, log)
+            wait = LockWait(db, config.lock_timeout, log)
+            with nullcontext() if pooled else session_lock(db, wait, log):
+                return RunResult(EMPTY, applied=resolve_row(db, config.target.schema, migrations, *resolve,
+                                                            pooled=pooled, log=log))
+        if mode not in ("verify", "resolve") and config.heal == "pending":
             # Every pod start asks this first: one round trip, no session setup, no lock.
             glanced = db.glance(config.target.schema)
             if glanced is not None:
@@ -146,6 +160,9 @@ class _Job:
     pooled: bool
     _replays: dict[tuple[str, ...], Catalog | None] = field(default_factory=dict)
     committed: list[str] = field(default_factory=list)  # what this run has committed, in order
+    applied_migrations: list[str] = field(default_factory=list)  # migrations this run applied
+    _progress: Progress = field(default_factory=lambda: Progress(0, 0))  # of the file being run in units
+    _spanning: bool = False  # behind a pooler: a second connection holds the lock across statements
 
     @property
     def schema(self) -> str:
@@ -178,13 +195,31 @@ class _Job:
             target = self.contract(heal_target(state, self.migrations), pending)  # first: one replay
             plan = make_plan(state, self.migrations, target=target,
                              contract=self.contract(self.migrations, pending),
-                             retry_refused=self.config.heal == "always")
+                             retry_refused=self.config.heal == "always",
+                             proven_absent=frozenset(n for n in unknown_outcome(state, self.migrations)
+                                                     if self._nothing_of(n, state)))
         if not quiet:
             if plan.migrations:  # job.lockguard: each pending statement's lock against its table's rows
                 from job.lockguard import weigh_locks
                 plan = weigh_locks(plan, self.db, state, self.migrations, self.config, self.log)
             announce(plan, self.schema, self.log)
         return plan
+
+    def _nothing_of(self, name: str, state: DatabaseState) -> bool:
+        """Whether the catalog shows nothing of a migration whose failed row hides how far it got: every
+        statement of it changes the schema only, and each difference it makes (what the folder's replay
+        builds before and after it) is still a difference of the live schema."""
+        at = next(i for i, m in enumerate(self.migrations) if m.name == name)
+        if not units.only_ddl(self.migrations[at].sql):
+            return False
+        before, after = self.contract(self.migrations[:at]), self.contract(self.migrations[:at + 1])
+        if before is None or after is None:
+            return False
+        live = state.catalog  # an INVALID index is no index: an interrupted build left it, nothing uses it
+        tables = {n: replace(t, indexes=tuple(i for i in t.indexes if i.valid))
+                  for n, t in live.tables.items()}
+        made = set(diff_catalogs(after, before))
+        return made <= set(diff_catalogs(after, replace(live, tables=tables)))
 
     def contract(self, migrations: Sequence[Migration], pending: frozenset[str] | set[str] = frozenset()
                  ) -> Catalog | None:
@@ -256,7 +291,8 @@ class _Job:
             drift = self._check() if plan.steps else ()
         if not plan.steps:
             self.log.info("apply.nothing_left", reason="another runner applied everything meanwhile")
-        return RunResult(plan, applied=bool(plan.steps), differences=drift, orphans=orphans)
+        return RunResult(plan, applied=bool(plan.steps), differences=drift, orphans=orphans,
+                         migrations_applied=tuple(self.applied_migrations))
 
     def _prepare(self, wait: LockWait) -> Plan:
         """The plan, made again under the lock; its repairs committed in one transaction, then each
@@ -393,8 +429,10 @@ class _Job:
             holder.begin()
             while not holder.try_xact_lock():
                 wait.pause()
+            self._spanning = True
             yield
         finally:
+            self._spanning = False
             holder.close()  # the transaction ends with the connection: the lock is released
 
     @contextmanager
@@ -488,7 +526,7 @@ class _Job:
             started = time.monotonic()
             try:
                 with self._transaction(statement_timeout=statement_timeout):
-                    if self.pooled:
+                    if self.pooled and not self._spanning:
                         if not self.db.try_xact_lock():
                             raise _Busy
                         wait.acquired("transaction")
@@ -519,15 +557,19 @@ class _Job:
             self.committed.append("repairs")
 
     def _migrate(self, unit: Step, wait: LockWait) -> None:
-        """One migration file and its ledger row, as one transaction when PostgreSQL allows it."""
+        """One migration file and its ledger row: as one transaction when PostgreSQL allows it, else in
+        the fewest units it allows (decided by the plan, from the file's statements)."""
+        if unit.units:
+            self._migrate_in_units(unit, wait)
+            return
         name = unit.migration or ""
         started_row, script, finished_row = unit.statements
-        own_commit: list[bool] = []
+        ended: list[str] = []  # "commit" or "rollback": the file ended our transaction itself
         partial: list[DatabaseFault] = []
 
         def body() -> None:
             if self.pooled and self.db.count(q.applied_rows(self.schema, name)):
-                own_commit.append(False)  # another runner applied it between our transactions
+                ended.append("applied")  # another runner applied it between our transactions
                 return
             self.db.execute([started_row])
             try:
@@ -538,17 +580,26 @@ class _Job:
                     partial.append(fault)
                     fault.retryable = False  # never again: its first part is committed
                 raise
-            if not self.db.in_transaction:  # the file ended our transaction with a COMMIT of its own
-                own_commit.append(True)
-                self.committed.append(f"{name} (committed by the file itself)")
+            if not self.db.in_transaction:  # the file ended our transaction with a COMMIT or ROLLBACK
+                kept = self.db.count(q.row_exists(self.schema, str(unit.details["row_id"])))
+                ended.append("commit" if kept else "rollback")
+                if not kept:  # its ROLLBACK took our started row with it: as Prisma, the file is applied
+                    self.db.execute([started_row])
+                else:
+                    self.committed.append(f"{name} (committed by the file itself)")
             if self.db.execute([finished_row]) != 1:
                 raise DatabaseFault("the ledger row of the migration was not found to finish", statement=2)
 
         started = time.monotonic()
         try:
             self._unit(unit, wait, body, steps=None, statement_timeout=False)
-        except _OutsideTransaction:
-            self._migrate_outside_transaction(unit, started)
+        except _RefusedInTransaction as refused:
+            # PostgreSQL refused what the plan took for one transaction (a statement the plan does not
+            # know): nothing of it ran.  Statement by statement then, as Prisma 7 runs every file.
+            self.log.warning("migration.split_after_refusal", migration=name, sqlstate=refused.sqlstate,
+                             note="run statement by statement, each in a transaction of its own where"
+                                  " PostgreSQL allows one")
+            self._migrate_in_units(_one_by_one(self.schema, unit, name, self.migrations), wait)
             return
         except MigrationFailed:
             if not partial:
@@ -559,52 +610,217 @@ class _Job:
             raise MigrationFailed(
                 f"{name} committed part of itself (a COMMIT of its own), then failed: {fault.message}"
                 f" (SQLSTATE {fault.sqlstate}); its ledger row stays failed and the job will not run it"
-                f" again: a human decides (`prisma migrate resolve`); {_committed_text(self.committed)}",
+                f" again: a human decides (`db-init resolve`); {_committed_text(self.committed)}",
                 action=unit.action, migration=name, sqlstate=fault.sqlstate,
                 committed=[*self.committed, f"{name} (in part)"]) from None
-        if own_commit == [False]:
+        if ended == ["applied"]:
             self.log.info("apply.already_applied", migration=name, reason="another runner applied it")
             return
-        if own_commit:
+        if ended == ["commit"]:
             self.log.warning("migration.committed_itself", migration=name,
                              note="the file holds its own COMMIT: what ran before it was committed by it")
             self.committed.pop()
-        self.committed.append(name)
+        elif ended == ["rollback"]:
+            self.log.warning("migration.rolled_back_itself", migration=name,
+                             note="the file holds its own ROLLBACK: what ran before it is not in the"
+                                  " database; the migration is recorded as applied, as Prisma records it")
+        self._applied(name)
         self.log.info("step.applied", action=unit.action, migration=name, summary=unit.summary,
                       duration_ms=round((time.monotonic() - started) * 1000, 1),
-                      transaction="own" if own_commit else "one")
+                      transaction="own" if ended == ["commit"] else "one")
 
-    def _migrate_outside_transaction(self, unit: Step, started: float) -> None:
-        """As `prisma migrate deploy` runs every file: the row marked started first (so a crash
-        fails closed), then the file as one simple query, then the row finished."""
-        name = unit.migration or ""
-        if self.pooled:
-            raise NeedsHuman(f"{name} runs only outside a transaction (e.g. CREATE INDEX CONCURRENTLY),"
-                             " and behind a transaction pooler the migration lock cannot span it: set"
-                             " DIRECT_URL to a direct connection", migration=name,
-                             committed=list(self.committed))
-        started_row, script, finished_row = unit.statements
-        self.log.info("migration.outside_transaction", migration=name,
-                      note="PostgreSQL runs it only outside a transaction block; its ledger row is marked"
-                           " started first, so a crash leaves it failed for the next run to repair")
-        self.db.execute([started_row])
+    def _applied(self, name: str) -> None:
+        self.committed.append(name)
+        self.applied_migrations.append(name)
+
+    def _migrate_in_units(self, step: Step, wait: LockWait) -> None:
+        """A file PostgreSQL will not run as one transaction, unit by unit (job.units).
+
+        The ledger row is written as started with the first unit (alone first, when that unit runs
+        outside a transaction, so a crash fails closed); each unit then records in the row how many of
+        the file's statements are committed, in its own transaction where it has one, and the last one
+        finishes the row.  A run that stopped part-way is continued by the next from that count.
+        """
+        name = step.migration or ""
+        row_id, total = str(step.details["row_id"]), int(step.details["statements"])
+        done = int(step.details.get("resume_from", 0))
+        resumed = "resume_from" in step.details
+        started = time.monotonic()
+        if resumed:
+            self.log.warning("migration.resumed", migration=name, statements_committed=done,
+                             statements=total, note="a run stopped part-way through this file: it goes on"
+                                                    " after the statements committed")
+        progress = self._progress = Progress(total, done)
+        todo = list(step.units)
+        with self._lock_spanning_statements(wait):
+            if self.pooled and self.db.count(q.applied_rows(self.schema, name)):
+                self.log.info("apply.already_applied", migration=name, reason="another runner applied it")
+                return
+            if not todo:  # every statement committed, only the row left to finish
+                self._count(row_id, done, done, finish=True)
+            number = 0
+            while todo:
+                unit = todo.pop(0)
+                number += 1
+                first_of_row = number == 1 and not resumed
+                try:
+                    if unit.transaction:
+                        self._transactional_unit(step, unit, first_of_row, wait)
+                    else:
+                        self._outside_unit(step, unit, first_of_row, resumed and number == 1, wait)
+                except _RefusedInTransaction as refused:
+                    # PostgreSQL refused in a transaction what the plan did not foresee: nothing of the
+                    # unit ran.  Its statements then go one by one, each alone outside a transaction
+                    # where PostgreSQL refuses one (as Prisma 7 runs every statement).
+                    number -= 1
+                    todo = [*_split_refused(self._sql(name), unit, refused.sqlstate), *todo]
+                    self.log.warning("migration.split_after_refusal", migration=name,
+                                     sqlstate=refused.sqlstate, statement=unit.first + 1, line=unit.line)
+                    continue
+                except (MigrationFailed, LockBusy, DatabaseUnavailable) as failed:
+                    raise self._unit_failed(step, unit, number, number + len(todo), progress,
+                                            failed) from None
+                progress.done = unit.last
+                self.log.info("migration.unit_applied", migration=name, unit=number, units=number + len(todo),
+                              statements=f"{unit.first + 1}-{unit.last}", line=unit.line,
+                              transaction="one" if unit.transaction else "none")
+        self._applied(name)
+        self.log.info("step.applied", action=step.action, migration=name, summary=step.summary,
+                      duration_ms=round((time.monotonic() - started) * 1000, 1), transaction="units",
+                      units=len(step.units))
+
+    def _transactional_unit(self, step: Step, unit: Unit, first_of_row: bool, wait: LockWait) -> None:
+        name, row_id, progress = step.migration or "", str(step.details["row_id"]), self._progress
+        last = unit.last == progress.total
+
+        def body() -> None:
+            if first_of_row:
+                self.db.execute([q.record_started_in_units(self.schema, row_id, name,
+                                                           str(step.details["checksum"]),
+                                                           progress.logs(0))])
+            try:
+                self.db.execute([q.script(unit.text)])
+            except DatabaseFault as fault:
+                fault.statement = 1
+                raise
+            self._count(row_id, progress.done, unit.last, finish=last)
+
+        self._unit(Step("apply_migration", f"{name} unit", (), name), wait, body, steps=None,
+                   statement_timeout=False)
+
+    def _outside_unit(self, step: Step, unit: Unit, first_of_row: bool, after_stop: bool,
+                      wait: LockWait) -> None:
+        """A statement PostgreSQL runs only outside a transaction block, as Prisma runs it: no
+        statement_timeout; lock waits bounded by what is left of the lock budget (these statements
+        take no lock an app read or write waits behind), unless the file set its own lock_timeout."""
+        name, row_id, progress = step.migration or "", str(step.details["row_id"]), self._progress
+        statement = unit.statements[0]
+        if first_of_row:
+            self.db.execute([q.record_started_in_units(self.schema, row_id, name,
+                                                       str(step.details["checksum"]), progress.logs(0))])
+        if after_stop and self._done_before(name, statement, unit):
+            self._count(row_id, progress.done, unit.last, finish=unit.last == progress.total)
+            return
+        self.log.info("migration.outside_transaction", migration=name, statement=unit.first + 1,
+                      line=unit.line, note="PostgreSQL runs it only outside a transaction block; the ledger"
+                      " row counts the statements committed, so a stop here is found again by the next run")
+        own_timeout = units.sets_lock_timeout(self._sql(name), unit.first)
+        deadline = wait.started + self.config.lock_timeout
         try:
-            self.db.execute([script])
+            if not self.pooled and not own_timeout:
+                left_ms = max(int((deadline - time.monotonic()) * 1000), 1000)
+                self.db.execute([q.set_lock_timeout(left_ms)])
+            try:
+                self.db.execute([q.script(unit.text)])
+            finally:
+                if not self.pooled and not own_timeout:
+                    self.db.execute([q.RESET_LOCK_TIMEOUT])
         except DatabaseFault as fault:
             if fault.connection_lost:
-                raise DatabaseUnavailable(f"connection lost during {name}, run outside a transaction: its"
-                                          " ledger row stays failed; the next run closes it, drops an INVALID"
-                                          " index it left, and runs the file again",
+                raise DatabaseUnavailable(f"connection lost: {fault.message}", sqlstate=fault.sqlstate,
                                           committed=list(self.committed)) from None
-            self.db.execute([q.record_failure(self.schema, str(unit.details["row_id"]), fault.message)])
-            raise MigrationFailed(
-                f"{name} failed outside a transaction: {fault.message} (SQLSTATE {fault.sqlstate}); its"
-                f" ledger row stays failed; {_committed_text(self.committed)}", action=unit.action,
-                migration=name, sqlstate=fault.sqlstate, committed=list(self.committed)) from None
-        self.db.execute([finished_row])
-        self.committed.append(name)
-        self.log.info("step.applied", action=unit.action, migration=name, summary=unit.summary,
-                      duration_ms=round((time.monotonic() - started) * 1000, 1), transaction="none")
+            if (index := units.creates_index(statement)) is not None:
+                self._drop_leftover(index)  # nothing half-built is left INVALID
+            if fault.sqlstate == "55P03":
+                raise LockBusy(f"{fault.message}", sqlstate=fault.sqlstate) from None
+            raise MigrationFailed(fault.message, sqlstate=fault.sqlstate, migration=name) from None
+        self._count(row_id, progress.done, unit.last, finish=unit.last == progress.total)
+
+    def _done_before(self, name: str, statement: Statement, unit: Unit) -> bool:
+        """After a stop right behind a statement run outside a transaction: did it take effect?
+        An index of its name, valid and as the contract has it, is built; an INVALID one is dropped and
+        built again; dropped indexes are gone; a statement that does the same again runs again."""
+        kind = units.after_a_stop(statement)
+        where = f"statement {unit.first + 1} (line {unit.line}: {unit.snippet})"
+        if kind is None:
+            raise NeedsHuman(f"{name}: a run stopped right after {where}, which runs outside a transaction"
+                             " and whose effect the job cannot check; check it, then `db-init resolve"
+                             f" --applied {name}` (finish the rest by hand) or `--rolled-back {name}`",
+                             migration=name)
+        if kind == units.RUN_AGAIN:
+            return False
+        if kind == units.INDEXES_DROPPED:
+            return all(self.db.index_state(self.schema, n) is None for n in units.drops_indexes(statement))
+        index = units.creates_index(statement) or ""
+        found = self.db.index_state(self.schema, index)
+        if found is None:
+            return False
+        valid, building = found
+        if building:
+            raise LockBusy(f"{name}: index \"{index}\" of {where} is being built by another session")
+        if not valid:
+            self._drop_leftover(index)
+            return False
+        if not self._index_as_built(index):
+            raise NeedsHuman(f"{name}: after a stop right behind {where}, an index \"{index}\" exists that"
+                             " is not the one the file builds; drop or rename it, then run again",
+                             migration=name)
+        self.log.info("migration.statement_found_done", migration=name, statement=unit.first + 1,
+                      index=index, note="built before the last run stopped; not run again")
+        return True
+
+    def _index_as_built(self, index: str) -> bool:
+        """The live index has the definition the folder's replay gives it (unknown contract: trusted)."""
+        contract = self.contract(self.migrations)
+        if contract is None:
+            return True
+        want = next((i for t in contract.tables.values() for i in t.indexes if i.name == index), None)
+        got = next((i for t in self.inspect().live.values() for i in t.indexes if i.name == index), None)
+        return want is None or (got is not None and (got.definition, got.unique) == (want.definition,
+                                                                                     want.unique))
+
+    def _count(self, row_id: str, done: int, now_done: int, *, finish: bool) -> None:
+        """The file's progress in its ledger row; only from the count this run read, so two runners
+        never both count the same statements."""
+        statement = (q.record_finished_units(self.schema, row_id, done) if finish
+                     else q.record_progress(self.schema, row_id, done, now_done,
+                                            self._progress.logs(now_done)))
+        if self.db.execute([statement]) != 1:
+            raise DatabaseFault("the ledger row of the migration changed under this run (another runner?)",
+                                statement=2)
+
+    def _sql(self, name: str) -> str:
+        return next(m.sql for m in self.migrations if m.name == name)
+
+    def _unit_failed(self, step: Step, unit: Unit, number: int, total_units: int, progress: Progress,
+                     failed: MigrationFailed | LockBusy | DatabaseUnavailable) -> JobError:
+        """One line: the unit that failed, and exactly what of the file is committed."""
+        name = step.migration or ""
+        where = (f"unit {number} of {total_units} (statement {unit.first + 1}, line {unit.line}:"
+                 f" {unit.snippet})")
+        row_kept = progress.done > 0 or number > 1 or "resume_from" in step.details or not unit.transaction
+        if row_kept and not isinstance(failed, DatabaseUnavailable):
+            with contextlib.suppress(DatabaseFault):  # else the row still says how far it got, not why
+                self.db.execute([q.record_progress(self.schema, str(step.details["row_id"]),
+                                                   progress.done, progress.done,
+                                                   progress.logs(progress.done, failed.reason))])
+        kept = progress.summary()
+        text = (f"{name} failed at {where}: {failed.reason}; "
+                + (f"{kept} committed; the next run continues after them" if progress.done
+                   else "nothing of it is committed" + ("; the next run starts it again" if row_kept else ""))
+                + f"; before it: {_committed_text(self.committed).removeprefix('committed before it: ')}")
+        committed = [*self.committed, f"{name} ({kept})"] if progress.done else list(self.committed)
+        return type(failed)(text, migration=name, sqlstate=failed.fields.get("sqlstate"), committed=committed)
 
     def _retry_or_raise(self, fault: DatabaseFault, step: Step, attempt: int, deadline: float) -> None:
         committed = _committed_text(self.committed)
@@ -612,9 +828,9 @@ class _Job:
             raise DatabaseUnavailable(f"connection lost during {step.summary}: {fault.message}; its"
                                       f" transaction was rolled back; {committed}",
                                       committed=list(self.committed)) from None
-        if fault.sqlstate == _NO_TRANSACTION_BLOCK and step.action == "apply_migration" \
+        if fault.sqlstate in _REFUSED_IN_TRANSACTION and step.action == "apply_migration" \
                 and fault.statement == 1:
-            raise _OutsideTransaction
+            raise _RefusedInTransaction(fault.sqlstate or "")
         if not fault.retryable:
             raise MigrationFailed(f"{step.summary} failed: {fault.message} (SQLSTATE {fault.sqlstate});"
                                   f" rolled back; {committed}", action=step.action,
@@ -683,8 +899,58 @@ class _Job:
         return drift
 
 
-class _OutsideTransaction(Exception):
-    """PostgreSQL refused the file inside a transaction block: run it as Prisma does."""
+class _RefusedInTransaction(Exception):
+    """PostgreSQL refused in a transaction block what the plan took for transactional: nothing ran."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+# What PostgreSQL refuses in a transaction block: a statement that must run alone (25001), a procedure
+# that commits (2D000), a new enum value used before its commit (55P04).
+_REFUSED_IN_TRANSACTION = {_NO_TRANSACTION_BLOCK, "2D000", "55P04"}
+
+
+@dataclass
+class Progress:
+    """How far a file run in units got: its statements committed, as its ledger row counts them."""
+
+    total: int
+    done: int
+    start: int = -1
+
+    def __post_init__(self) -> None:
+        self.start = self.done
+
+    def logs(self, done: int, failure: str | None = None) -> str:
+        text = (f"{units.PROGRESS_TAG}: {done} of {self.total} committed; the next db-init run continues"
+                " after them")
+        return text + (f"; the last try failed: {failure}" if failure else "")
+
+    def summary(self) -> str:
+        earlier = f", {self.start} of them by an earlier run" if self.start else ""
+        return f"statements 1-{self.done} of {self.total}{earlier}"
+
+
+def _one_by_one(schema: str, step: Step, name: str, migrations: Sequence[Migration]) -> Step:
+    """A whole-file step as units of one statement each (after PostgreSQL refused it as one)."""
+    sql = next(m.sql for m in migrations if m.name == name)
+    cut = units.one_by_one(sql, 0)
+    checksum = next(m.checksum for m in migrations if m.name == name)
+    return replace(step, units=cut, details={**step.details, "checksum": checksum,
+                                             "statements": cut[-1].last if cut else 0, "units": len(cut)})
+
+
+def _split_refused(sql: str, unit: Unit, sqlstate: str) -> list[Unit]:
+    """A refused unit again: one statement a unit; a single statement refused goes outside."""
+    if len(unit.statements) == 1:
+        if sqlstate == "55P04":  # one statement that uses a value it cannot see: nothing to split
+            raise MigrationFailed(f"statement {unit.first + 1} (line {unit.line}) uses an enum value before"
+                                  " the transaction that added it committed (SQLSTATE 55P04)",
+                                  sqlstate=sqlstate)
+        return [replace(unit, transaction=False, why="PostgreSQL refused it in a transaction block")]
+    return list(units.one_by_one(sql, unit.first, stop=unit.last))
 
 
 def _committed_text(committed: Sequence[str]) -> str:

@@ -121,6 +121,9 @@ RELEASE_SAVEPOINT_OUTER = sql.SQL("RELEASE SAVEPOINT db_init_replay_all")
 # Schemas a migration could reach by name (the system's own are not a migration's to change).
 REAL_SCHEMAS = sql.SQL("SELECT nspname FROM pg_namespace"
                        " WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'")
+SAVEPOINT_UNIT = sql.SQL("SAVEPOINT db_init_replay_unit")
+ROLLBACK_TO_SAVEPOINT_UNIT = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay_unit")
+RELEASE_SAVEPOINT_UNIT = sql.SQL("RELEASE SAVEPOINT db_init_replay_unit")
 ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay")
 RELEASE_SAVEPOINT = sql.SQL("RELEASE SAVEPOINT db_init_replay")
 TEMP_NAMESPACE = sql.SQL("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()")
@@ -192,10 +195,59 @@ def record_finished(schema: str, row_id: str) -> sql.Composed:
                    " WHERE id = {}").format(sql.Identifier(schema, LEDGER), sql.Literal(row_id))
 
 
+def record_started_in_units(schema: str, row_id: str, name: str, checksum: str, logs: str) -> sql.Composed:
+    # A file run in several units: its row says so in `logs` while it runs (Prisma reads such a row as
+    # failed, P3009, and shows the line: no deploy runs the file's first units twice).
+    return sql.SQL(
+        "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, rolled_back_at,"
+        " started_at, applied_steps_count) VALUES ({}, {}, NULL, {}, {}, NULL,"
+        " pg_catalog.clock_timestamp(), 0)"
+    ).format(sql.Identifier(schema, LEDGER), sql.Literal(row_id), sql.Literal(checksum),
+             sql.Literal(name), sql.Literal(logs))
+
+
+def record_progress(schema: str, row_id: str, done: int, now_done: int, logs: str) -> sql.Composed:
+    """How far the file got, counted in its statements; only from the count this run read (rowcount 1)."""
+    return sql.SQL("UPDATE {} SET applied_steps_count = {}, logs = {} WHERE id = {}"
+                   " AND applied_steps_count = {} AND finished_at IS NULL AND rolled_back_at IS NULL").format(
+        sql.Identifier(schema, LEDGER), sql.Literal(now_done), sql.Literal(logs), sql.Literal(row_id),
+        sql.Literal(done))
+
+
+def record_finished_units(schema: str, row_id: str, done: int) -> sql.Composed:
+    """The last unit committed: the row as Prisma leaves a finished one (one step, no logs)."""
+    return sql.SQL("UPDATE {} SET applied_steps_count = 1, logs = NULL,"
+                   " finished_at = pg_catalog.clock_timestamp() WHERE id = {} AND applied_steps_count = {}"
+                   " AND finished_at IS NULL AND rolled_back_at IS NULL").format(
+        sql.Identifier(schema, LEDGER), sql.Literal(row_id), sql.Literal(done))
+
+
+def resolve_applied(schema: str, row_id: str, name: str, checksum: str) -> sql.Composed:
+    # What `prisma migrate resolve --applied` writes: a finished row with no step applied.
+    return sql.SQL(
+        "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, rolled_back_at,"
+        " started_at, applied_steps_count) VALUES ({}, {}, pg_catalog.now(), {}, NULL, NULL,"
+        " pg_catalog.now(), 0)"
+    ).format(sql.Identifier(schema, LEDGER), sql.Literal(row_id), sql.Literal(checksum), sql.Literal(name))
+
+
+def set_lock_timeout(ms: int) -> sql.Composed:
+    """For one statement of the app's run outside a transaction block (direct connections only)."""
+    return sql.SQL("SELECT pg_catalog.set_config('lock_timeout', {}, false)").format(sql.Literal(f"{ms}ms"))
+
+
+RESET_LOCK_TIMEOUT = sql.SQL("RESET lock_timeout")
+
+
 def record_failure(schema: str, row_id: str, logs: str) -> sql.Composed:
     # A file that failed outside a transaction: its row stays failed, with the error, as Prisma leaves it.
     return sql.SQL("UPDATE {} SET logs = {} WHERE id = {}").format(
         sql.Identifier(schema, LEDGER), sql.Literal(logs), sql.Literal(row_id))
+
+
+def row_exists(schema: str, row_id: str) -> sql.Composed:
+    return sql.SQL("SELECT pg_catalog.count(*) FROM {} WHERE id = {}").format(
+        sql.Identifier(schema, LEDGER), sql.Literal(row_id))
 
 
 def applied_rows(schema: str, name: str) -> sql.Composed:

@@ -1,0 +1,387 @@
+"""Files that one transaction refuses deploy, as Prisma 7 deploys them, as atomically as PostgreSQL allows.
+
+Since Prisma 7.4 `prisma migrate deploy` sends a file statement by statement, so teams write files that
+PostgreSQL refuses to run in one transaction: `CREATE INDEX CONCURRENTLY` beside other statements, an enum
+value added and then used. The reference for "Prisma 7 deploys it" is `psql -v ON_ERROR_STOP=1 -f`, which
+also sends each statement on its own: every release below must end, schema and rows, exactly where psql
+leaves the same files, with one finished ledger row per migration, `verify` 0 and a second run a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jobtools import ledger, run_job
+from pgcluster import Db, find_postgres_bindirs
+from test_crash_boundaries import differences, fingerprint
+
+from job.units import PROGRESS_TAG
+
+INIT = '''-- CreateEnum
+CREATE TYPE "Role" AS ENUM ('USER', 'ADMIN');
+
+-- CreateTable
+CREATE TABLE "User" (
+    "id" TEXT NOT NULL,
+    "email" TEXT NOT NULL,
+    "role" "Role" NOT NULL DEFAULT 'USER',
+    CONSTRAINT "User_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateTable
+CREATE TABLE "Post" (
+    "id" SERIAL NOT NULL,
+    "title" TEXT NOT NULL,
+    "authorId" TEXT,
+    CONSTRAINT "Post_pkey" PRIMARY KEY ("id")
+);
+
+-- CreateIndex
+CREATE INDEX "Post_title_idx" ON "Post"("title");
+'''
+ROWS = ("INSERT INTO \"User\" VALUES ('u1', 'a@x', 'USER'), ('u2', 'guest@x', 'ADMIN');"
+        " INSERT INTO \"Post\" (\"title\", \"authorId\")"
+        " SELECT 'post ' || i, 'u1' FROM generate_series(1, 50) i;")
+
+RELEASES = {
+    "table_column_then_concurrent_index": '''-- CreateTable
+CREATE TABLE "Tag" ("id" TEXT NOT NULL, "name" TEXT NOT NULL, CONSTRAINT "Tag_pkey" PRIMARY KEY ("id"));
+
+-- AlterTable
+ALTER TABLE "Post" ADD COLUMN "tagId" TEXT;
+
+-- CreateIndex
+CREATE INDEX CONCURRENTLY "Post_tagId_idx" ON "Post"("tagId");
+''',
+    "two_concurrent_indexes": '''CREATE INDEX CONCURRENTLY "User_email_idx" ON "User"("email");
+CREATE UNIQUE INDEX CONCURRENTLY "Post_id_title_key" ON "Post"("id", "title");
+''',
+    "own_lock_timeout_then_concurrent_index": '''SET lock_timeout = '30s';
+CREATE INDEX CONCURRENTLY "User_email_idx" ON "User"("email");
+''',
+    "drop_index_concurrently_beside_alter_table": '''DROP INDEX CONCURRENTLY "Post_title_idx";
+ALTER TABLE "Post" ADD COLUMN "body" TEXT;
+''',
+    "reindex_concurrently_beside_alter_table": '''ALTER TABLE "User" ADD COLUMN "name" TEXT;
+REINDEX INDEX CONCURRENTLY "Post_title_idx";
+''',
+    "enum_value_made_the_default": '''-- AlterEnum
+ALTER TYPE "Role" ADD VALUE 'GUEST';
+
+-- AlterTable
+ALTER TABLE "User" ALTER COLUMN "role" SET DEFAULT 'GUEST';
+''',
+    "enum_value_backfilled_by_update": '''ALTER TYPE "Role" ADD VALUE 'GUEST';
+UPDATE "User" SET "role" = 'GUEST' WHERE "email" LIKE 'guest%';
+''',
+    "enum_value_used_by_insert": '''ALTER TYPE "Role" ADD VALUE 'GUEST';
+INSERT INTO "User" ("id", "email", "role") VALUES ('g1', 'g@x', 'GUEST');
+''',
+}
+
+
+def psql() -> str:
+    found = shutil.which("psql") or next((str(b / "psql") for b in find_postgres_bindirs().values()
+                                          if (b / "psql").exists()), None)
+    if found is None:
+        pytest.skip("no psql (apt-get install postgresql-client, or pip install pgserver)")
+    return found
+
+
+def make_folder(root: Path, files: dict[str, str]) -> Path:
+    folder = root / "migrations"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "migration_lock.toml").write_text('provider = "postgresql"\n')
+    for name, text in files.items():
+        (folder / name).mkdir(exist_ok=True)
+        (folder / name / "migration.sql").write_text(text, encoding="utf-8")
+    return folder
+
+
+def psql_files(db: Db, folder: Path, *names: str) -> None:
+    """The reference: each file through psql, statement by statement in autocommit, as Prisma 7 sends it."""
+    for name in names:
+        subprocess.run([psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.url, "-f",
+                        str(folder / name / "migration.sql")], check=True, capture_output=True)
+
+
+def job(db: Db, folder: Path, *args: str, **env: str) -> Any:
+    return run_job(db.url, *args, DB_INIT_MIGRATIONS_DIR=str(folder), **env)
+
+
+def at_previous_release(db: Db, folder: Path) -> None:
+    first = job(db, folder)
+    assert first.code == 0, first.stderr
+    with db.connect() as conn:
+        conn.execute(ROWS)
+
+
+def without_ledger(fp: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {k: [v for v in vs if "_prisma_migrations" not in v] for k, vs in fp.items() if k != "ledger"}
+
+
+@pytest.mark.parametrize("release", sorted(RELEASES))
+def test_a_release_one_transaction_refuses_deploys_as_prisma_7_deploys_it(
+        db: Db, pg: Any, tmp_path: Path, release: str) -> None:
+    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, f"20260201000000_{release}":
+                                             RELEASES[release]})
+    at_previous_release(db, init_only)
+
+    run = job(db, folder)
+    assert run.code == 0, run.stderr
+    assert run.summary["migrations_applied"] == [f"20260201000000_{release}"]
+    assert run.has("migration.unit_applied")
+    assert "Traceback" not in run.stderr
+    with db.connect() as conn:
+        rows = ledger(conn, "public")
+        found = fingerprint(conn, "public")
+    assert [(r["migration_name"], r["finished_at"] is not None, r["rolled_back_at"], r["applied_steps_count"],
+             r["logs"]) for r in rows] == [("20260101000000_init", True, None, 1, None),
+                                           (f"20260201000000_{release}", True, None, 1, None)]
+
+    reference = Db(name=pg.create_database(), url="", cluster=pg)
+    reference = Db(name=reference.name, url=pg.url(reference.name), cluster=pg)
+    try:
+        psql_files(reference, folder, "20260101000000_init")
+        with reference.connect() as conn:
+            conn.execute(ROWS)
+        psql_files(reference, folder, f"20260201000000_{release}")
+        with reference.connect() as conn:
+            expected = fingerprint(conn, "public")
+    finally:
+        pg.drop_database(reference.name)
+    assert not differences(without_ledger(expected), without_ledger(found))
+
+    verify = job(db, folder, "verify")
+    assert verify.code == 0, verify.stdout + verify.stderr
+    again = job(db, folder)
+    assert again.code == 0 and not again.has("lock.acquired"), again.stderr
+
+
+def test_plan_shows_the_units_and_why_and_changes_nothing(db: Db, tmp_path: Path) -> None:
+    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, "20260201000000_tag":
+                                             RELEASES["table_column_then_concurrent_index"]})
+    at_previous_release(db, init_only)
+    shown = job(db, folder, "plan")
+    assert shown.code == 0, shown.stderr
+    assert "in 2 units: CREATE INDEX CONCURRENTLY (each outside a transaction)" in shown.stdout
+    assert "-- unit 1 of 2 (statements 1-2, line 2, one transaction)" in shown.stdout
+    assert "-- unit 2 of 2 (statement 3, line 8, outside a transaction)" in shown.stdout
+    as_json = job(db, folder, "plan", "--json")
+    units = next(s for s in json.loads(as_json.stdout)["steps"] if s["units"])["units"]
+    assert [(u["statements"], u["transaction"]) for u in units] == [([1, 2], True), ([3, 3], False)]
+    with db.connect() as conn:
+        assert [r["migration_name"] for r in ledger(conn, "public")] == ["20260101000000_init"]
+
+
+BROKEN_LATER = '''ALTER TABLE "User" ADD COLUMN "nickname" TEXT;
+CREATE UNIQUE INDEX CONCURRENTLY "User_role_key" ON "User"("role");
+ALTER TABLE "User" ADD COLUMN "after" TEXT;
+'''
+
+
+def test_a_failure_names_what_is_committed_and_the_next_run_continues_after_it(
+        db: Db, tmp_path: Path) -> None:
+    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT,
+                                             "20260201000000_role": BROKEN_LATER})
+    at_previous_release(db, init_only)
+    with db.connect() as conn:
+        conn.execute("INSERT INTO \"User\" VALUES ('u3', 'c@x', 'USER')")  # two USERs: the unique index fails
+
+    run = job(db, folder)
+    assert run.code == 6, run.stderr
+    reason = run.summary["reason"]
+    assert "20260201000000_role failed at unit 2 of 3 (statement 2, line 2: CREATE UNIQUE INDEX" in reason
+    assert "statements 1-1 of 3 committed; the next run continues after them" in reason
+    with db.connect() as conn:
+        (row,) = [r for r in ledger(conn, "public") if r["migration_name"] == "20260201000000_role"]
+        assert row["finished_at"] is None and row["applied_steps_count"] == 1
+        assert row["logs"].startswith(PROGRESS_TAG) and "could not create unique index" in row["logs"]
+        assert conn.execute("SELECT count(*) FROM pg_index WHERE NOT indisvalid").fetchone() == (0,)
+        conn.execute("DELETE FROM \"User\" WHERE id = 'u3'")
+
+    again = job(db, folder)
+    assert again.code == 0, again.stderr
+    assert again.has("migration.resumed")
+    with db.connect() as conn:
+        rows = [r for r in ledger(conn, "public") if r["migration_name"] == "20260201000000_role"]
+        assert [(r["finished_at"] is not None, r["applied_steps_count"], r["logs"]) for r in rows] == \
+            [(True, 1, None)]
+        cols = {r[0] for r in conn.execute("SELECT column_name FROM information_schema.columns"
+                                           " WHERE table_name = 'User'")}
+        assert {"nickname", "after"} <= cols
+
+
+def test_a_failing_first_unit_commits_nothing_of_the_file(db: Db, tmp_path: Path) -> None:
+    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, "20260201000000_bad":
+                         'ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE "Nope" ADD COLUMN "b" TEXT;\n'
+                         'CREATE INDEX CONCURRENTLY "User_a_idx" ON "User"("a");\n'})
+    at_previous_release(db, init_only)
+    run = job(db, folder)
+    assert run.code == 6, run.stderr
+    assert "nothing of it is committed" in run.summary["reason"]
+    with db.connect() as conn:
+        assert [r["migration_name"] for r in ledger(conn, "public")] == ["20260101000000_init"]
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE column_name = 'a'"
+                            ).fetchone() == (0,)
+
+
+# --- a run that stopped right after a statement outside a transaction --------------------------
+
+RELEASE = "20260201000000_tag"
+
+
+def stopped_after_the_index(db: Db, tmp_path: Path, *, index_sql: str | None) -> Path:
+    """The state a run leaves when it stops right after the CREATE INDEX CONCURRENTLY of the release
+    (statements 1-2 committed and counted; the build done, or half done, or something else there)."""
+    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    release = RELEASES["table_column_then_concurrent_index"]
+    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, RELEASE: release})
+    at_previous_release(db, init_only)
+    with db.connect() as conn:
+        conn.execute('CREATE TABLE "Tag" ("id" TEXT NOT NULL, "name" TEXT NOT NULL,'
+                     ' CONSTRAINT "Tag_pkey" PRIMARY KEY ("id")); ALTER TABLE "Post" ADD COLUMN "tagId" TEXT')
+        conn.execute("INSERT INTO _prisma_migrations (id, checksum, migration_name, logs,"
+                     " applied_steps_count) VALUES ('r1', %s, %s, %s, 2)",
+                     (hashlib.sha256(release.encode()).hexdigest(), RELEASE, PROGRESS_TAG + ": 2 of 3"))
+        if index_sql:
+            conn.execute(index_sql)
+    return folder
+
+
+def finished_once(db: Db) -> None:
+    with db.connect() as conn:
+        rows = [r for r in ledger(conn, "public") if r["migration_name"] == RELEASE]
+        assert [(r["id"], r["finished_at"] is not None, r["applied_steps_count"]) for r in rows] == \
+            [("r1", True, 1)]
+        assert conn.execute("SELECT indisvalid FROM pg_index"
+                            " WHERE indexrelid = '\"Post_tagId_idx\"'::regclass").fetchone() == (True,)
+
+
+def test_an_index_built_before_the_stop_is_not_built_again(db: Db, tmp_path: Path) -> None:
+    folder = stopped_after_the_index(db, tmp_path,
+                                     index_sql='CREATE INDEX "Post_tagId_idx" ON "Post"("tagId")')
+    run = job(db, folder)
+    assert run.code == 0, run.stderr
+    assert run.has("migration.statement_found_done")
+    finished_once(db)
+
+
+def test_an_index_left_invalid_by_the_stop_is_dropped_and_built_again(db: Db, tmp_path: Path) -> None:
+    folder = stopped_after_the_index(db, tmp_path, index_sql=(
+        'CREATE INDEX "Post_tagId_idx" ON "Post"("tagId");'
+        " UPDATE pg_index SET indisvalid = false WHERE indexrelid = '\"Post_tagId_idx\"'::regclass"))
+    run = job(db, folder)
+    assert run.code == 0, run.stderr
+    assert not run.has("migration.statement_found_done")
+    finished_once(db)
+
+
+def test_the_statement_not_run_before_the_stop_runs_now(db: Db, tmp_path: Path) -> None:
+    folder = stopped_after_the_index(db, tmp_path, index_sql=None)
+    run = job(db, folder)
+    assert run.code == 0, run.stderr
+    finished_once(db)
+    assert job(db, folder, "verify").code == 0
+
+
+def test_another_index_under_the_name_stops_the_run_for_a_human(db: Db, tmp_path: Path) -> None:
+    folder = stopped_after_the_index(db, tmp_path,
+                                     index_sql='CREATE INDEX "Post_tagId_idx" ON "Post"("title")')
+    run = job(db, folder)
+    assert run.code == 5, run.stderr
+    assert 'an index "Post_tagId_idx" exists that is not the one the file builds' in run.summary["reason"]
+
+
+# --- failed rows whose outcome is unknown (issue: "at the edges", point 4) ---------------------
+
+PRICES = "20260201000000_raise_prices"
+
+
+def failed_row(db: Db, name: str, text: str, logs: str | None = None) -> None:
+    with db.connect() as conn:
+        conn.execute("INSERT INTO _prisma_migrations (id, checksum, migration_name, logs,"
+                     " applied_steps_count) VALUES ('f1', %s, %s, %s, 0)",
+                     (hashlib.sha256(text.encode()).hexdigest(), name, logs))
+
+
+def test_a_failed_row_that_may_hide_committed_data_changes_stops_the_run(db: Db, tmp_path: Path) -> None:
+    text = ('ALTER TABLE "User" ADD COLUMN "credit" INTEGER NOT NULL DEFAULT 0;\n'
+            'UPDATE "User" SET "credit" = 10;\n')
+    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, PRICES: text})
+    at_previous_release(db, init_only)
+    with db.connect() as conn:  # the file committed, the run died before its row was finished
+        conn.execute(text)
+    failed_row(db, PRICES, text)
+    run = job(db, folder)
+    assert run.code == 5, run.stderr
+    reason = run.summary["reason"]
+    assert f"{PRICES} has a failed ledger row (no outcome is recorded" in reason
+    assert f"db-init resolve --rolled-back {PRICES}" in reason and f"--applied {PRICES}" in reason
+    with db.connect() as conn:
+        assert conn.execute('SELECT DISTINCT "credit" FROM "User"').fetchall() == [(10,)]
+
+    resolved = job(db, folder, "resolve", "--applied", PRICES)
+    assert resolved.code == 0, resolved.stderr
+    after = job(db, folder)
+    assert after.code == 0, after.stderr
+    with db.connect() as conn:
+        assert conn.execute('SELECT DISTINCT "credit" FROM "User"').fetchall() == [(10,)]
+        rows = [(r["finished_at"] is not None, r["rolled_back_at"] is not None)
+                for r in ledger(conn, "public") if r["migration_name"] == PRICES]
+        assert sorted(rows) == [(False, True), (True, False)]
+    assert job(db, folder, "verify").code == 0
+
+
+def test_a_failed_row_of_a_schema_only_file_with_nothing_of_it_there_is_closed_and_run(
+        db: Db, tmp_path: Path) -> None:
+    text = RELEASES["table_column_then_concurrent_index"]
+    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, RELEASE: text})
+    at_previous_release(db, init_only)
+    failed_row(db, RELEASE, text, logs="ERROR: canceling statement due to lock timeout")
+    run = job(db, folder)
+    assert run.code == 0, run.stderr
+    assert run.has("ledger.failed_row_closed")
+    assert job(db, folder, "verify").code == 0
+
+
+def test_a_failed_row_of_a_schema_only_file_with_part_of_it_there_stops_the_run(
+        db: Db, tmp_path: Path) -> None:
+    text = RELEASES["table_column_then_concurrent_index"]
+    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, RELEASE: text})
+    at_previous_release(db, init_only)
+    with db.connect() as conn:  # Prisma 7 committed the first statement, then the second failed
+        conn.execute('CREATE TABLE "Tag" ("id" TEXT NOT NULL, "name" TEXT NOT NULL,'
+                     ' CONSTRAINT "Tag_pkey" PRIMARY KEY ("id"))')
+    failed_row(db, RELEASE, text, logs="ERROR: lock timeout")
+    run = job(db, folder)
+    assert run.code == 5, run.stderr
+    rolled = job(db, folder, "resolve", "--rolled-back", RELEASE)
+    assert rolled.code == 0
+    with db.connect() as conn:
+        conn.execute('DROP TABLE "Tag"')
+    assert job(db, folder).code == 0
+    assert job(db, folder, "verify").code == 0
+
+
+def test_resolve_refuses_what_prisma_refuses(db: Db, tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
+    assert job(db, folder).code == 0
+    for args, text in ((("--rolled-back", "20260101000000_init"), "no failed ledger row"),
+                       (("--applied", "20260101000000_init"), "already recorded as applied"),
+                       (("--applied", "20990101000000_nope"), "not in the migrations folder")):
+        refused = job(db, folder, "resolve", *args)
+        assert refused.code == 2 and text in refused.summary["reason"], refused.stderr
