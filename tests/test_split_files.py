@@ -126,6 +126,7 @@ def without_ledger(fp: dict[str, list[str]]) -> dict[str, list[str]]:
     return {k: [v for v in vs if "_prisma_migrations" not in v] for k, vs in fp.items() if k != "ledger"}
 
 
+@pytest.mark.matrix  # also on PostgreSQL 12-17 (tests/test_interop_matrix.py)
 @pytest.mark.parametrize("release", sorted(RELEASES))
 def test_a_release_one_transaction_refuses_deploys_as_prisma_7_deploys_it(
         db: Db, pg: Any, tmp_path: Path, release: str) -> None:
@@ -188,6 +189,7 @@ ALTER TABLE "User" ADD COLUMN "after" TEXT;
 '''
 
 
+@pytest.mark.matrix  # also on PostgreSQL 12-17 (tests/test_interop_matrix.py)
 def test_a_failure_names_what_is_committed_and_the_next_run_continues_after_it(
         db: Db, tmp_path: Path) -> None:
     init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
@@ -268,6 +270,7 @@ def finished_once(db: Db) -> None:
                             " WHERE indexrelid = '\"Post_tagId_idx\"'::regclass").fetchone() == (True,)
 
 
+@pytest.mark.matrix  # also on PostgreSQL 12-17 (tests/test_interop_matrix.py)
 def test_an_index_built_before_the_stop_is_not_built_again(db: Db, tmp_path: Path) -> None:
     folder = stopped_after_the_index(db, tmp_path,
                                      index_sql='CREATE INDEX "Post_tagId_idx" ON "Post"("tagId")')
@@ -315,6 +318,7 @@ def failed_row(db: Db, name: str, text: str, logs: str | None = None) -> None:
                      (hashlib.sha256(text.encode()).hexdigest(), name, logs))
 
 
+@pytest.mark.matrix  # also on PostgreSQL 12-17 (tests/test_interop_matrix.py)
 def test_a_failed_row_that_may_hide_committed_data_changes_stops_the_run(db: Db, tmp_path: Path) -> None:
     text = ('ALTER TABLE "User" ADD COLUMN "credit" INTEGER NOT NULL DEFAULT 0;\n'
             'UPDATE "User" SET "credit" = 10;\n')
