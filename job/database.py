@@ -51,6 +51,7 @@ _TRANSIENT = {
 _SERVER_GOING_AWAY = {"57P01", "57P02", "57P03"}  # admin_shutdown, crash_shutdown, cannot_connect_now
 # active_sql_transaction: "... cannot run inside a transaction block"
 _NO_TRANSACTION_BLOCK = "25001"
+_REFUSED_IN_A_BLOCK = {_NO_TRANSACTION_BLOCK, "2D000"}  # ... or a COMMIT in a procedure or DO block
 _UNSAFE_NEW_ENUM_VALUE = "55P04"  # a value added by ALTER TYPE ... ADD VALUE used before its commit
 
 
@@ -347,14 +348,11 @@ class Database:
                         self._restart(settings, scratch)
                         self._rows(q.SAVEPOINT)
                         self._script(name, text)
-                    elif refused.fault.sqlstate == _NO_TRANSACTION_BLOCK:
-                        try:
-                            self._script(name, q.without_concurrently(text))
-                        except ReplayFault as again:
-                            if again.fault.sqlstate != _NO_TRANSACTION_BLOCK:
-                                raise
-                            self._rows(q.ROLLBACK_TO_SAVEPOINT)
-                            skipped.append(name)
+                    elif refused.fault.sqlstate in _REFUSED_IN_A_BLOCK:
+                        # A statement no plan foresaw refuses a transaction: statement by statement, as
+                        # the runner then applies it, leaving out what still refuses (it builds nothing).
+                        committed = self._units(name, units_mod.one_by_one(text, 0), settings, scratch,
+                                                may_commit, skipped, refused_ok=True) or committed
                     else:
                         raise
                 if self.in_transaction:
@@ -379,7 +377,7 @@ class Database:
                 self._rows(q.DISCARD_TEMP if scratch == "pg_temp" else q.drop_schema(scratch))
 
     def _units(self, name: str, parts: Sequence[Unit], settings: q.Statement, scratch: str, may_commit: bool,
-               skipped: list[str]) -> bool:
+               skipped: list[str], *, refused_ok: bool = False) -> bool:
         """A file that runs in units, replayed unit by unit: a CONCURRENTLY build as a plain one (the same
         index, on empty tables), other statements that run only outside a transaction left out (they
         build nothing), and a commit before a unit that uses an enum value an earlier one added (True
@@ -398,6 +396,10 @@ class Database:
                 self._script(name, text, offset_line=unit.line - 1)
             except ReplayFault as refused:
                 self._rows(q.ROLLBACK_TO_SAVEPOINT_UNIT)
+                if refused_ok and refused.fault.sqlstate in _REFUSED_IN_A_BLOCK:
+                    self._rows(q.RELEASE_SAVEPOINT_UNIT)
+                    skipped.append(f"{name} (statement {unit.first + 1})")
+                    continue
                 if refused.fault.sqlstate != _UNSAFE_NEW_ENUM_VALUE or not may_commit:
                     raise
                 self._rows(q.RELEASE_SAVEPOINT_UNIT)

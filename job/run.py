@@ -579,6 +579,7 @@ class _Job:
                 if not self.db.in_transaction:  # the file committed, then a later statement of it failed
                     partial.append(fault)
                     fault.retryable = False  # never again: its first part is committed
+                    fault.statement = None  # nor statement by statement: not a refusal of the whole file
                 raise
             if not self.db.in_transaction:  # the file ended our transaction with a COMMIT or ROLLBACK
                 kept = self.db.count(q.row_exists(self.schema, str(unit.details["row_id"])))

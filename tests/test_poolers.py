@@ -60,6 +60,9 @@ def test_racing_replicas_through_the_pooler_apply_exactly_once(db: Db, bouncer: 
                   if e.get("event") == "step.applied")
     assert done == [("apply_migration", "20251213003742_fix_session_table_uppercase"),
                     ("rename_session_table", None)], done
+    # Each run reports what it committed: a migration another runner applied is named by that runner only.
+    reported = sorted(m for r in runs for m in r.summary["migrations_applied"])
+    assert reported == ["20251213003742_fix_session_table_uppercase"], reported
     with db.connect() as conn:
         check_contract(conn, "public")
         check_ledger(conn, "public")

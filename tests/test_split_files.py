@@ -389,3 +389,33 @@ def test_resolve_refuses_what_prisma_refuses(db: Db, tmp_path: Path) -> None:
                        (("--applied", "20990101000000_nope"), "not in the migrations folder")):
         refused = job(db, folder, "resolve", *args)
         assert refused.code == 2 and text in refused.summary["reason"], refused.stderr
+
+
+def test_a_file_that_rolls_back_its_own_transaction_is_recorded_not_reported_committed(
+        db: Db, tmp_path: Path) -> None:
+    folder = make_folder(tmp_path / "f", {"20260101000000_init": INIT, "20260201000000_undone":
+                         'BEGIN;\nCREATE TABLE "Scratch" ("id" TEXT);\nROLLBACK;\n'})
+    run = job(db, folder)
+    assert run.code == 0, run.stderr
+    assert run.has("migration.rolled_back_itself") and not run.has("migration.committed_itself")
+    assert run.summary["migrations_applied"] == ["20260101000000_init", "20260201000000_undone"]
+    with db.connect() as conn:
+        assert conn.execute("SELECT to_regclass('\"Scratch\"')").fetchone() == (None,)
+        assert [(r["migration_name"], r["finished_at"] is not None) for r in ledger(conn, "public")] == \
+            [("20260101000000_init", True), ("20260201000000_undone", True)]
+
+
+def test_a_statement_the_plan_does_not_know_refuses_a_transaction_then_runs_alone(
+        db: Db, tmp_path: Path) -> None:
+    """A DO block that commits: PostgreSQL refuses it in a transaction block (2D000), which no lexer can
+    foresee; nothing of the file ran, so it runs again statement by statement, that one outside."""
+    folder = make_folder(tmp_path / "f", {"20260101000000_init": INIT, "20260201000000_commits":
+                         'ALTER TABLE "User" ADD COLUMN "n" INTEGER;\n'
+                         'DO $$ BEGIN UPDATE "User" SET "n" = 1; COMMIT; END $$;\n'})
+    run = job(db, folder)
+    assert run.code == 0, run.stderr
+    assert run.has("migration.split_after_refusal")
+    with db.connect() as conn:
+        conn.execute("INSERT INTO \"User\" (id, email) VALUES ('z', 'z@x')")
+        assert [r["applied_steps_count"] for r in ledger(conn, "public")] == [1, 1]
+    assert job(db, folder, "verify").code == 0
