@@ -54,6 +54,8 @@ RETIRED = frozenset({
 })
 # The idempotent baseline: safe to run over tables that exist (IF NOT EXISTS everywhere).
 BASELINE = "20251024020000_postgresql_baseline_migration"
+# The Session fix: idempotent too (it looks at what is there, and changes nothing twice).
+SESSION_FIX = "20251213003742_fix_session_table_uppercase"
 
 LOWER, UPPER = "session", "Session"
 # Prisma's names for the key and index; the lowercase era left them lowercase.
@@ -141,8 +143,8 @@ def _free_name(relations: frozenset[str], wanted: str) -> str:
 
 def runs_again_safely(migration: str) -> bool:
     """A migration whose failed row may be closed and the file run again whatever it left: the baseline
-    (IF NOT EXISTS everywhere)."""
-    return migration == BASELINE
+    (IF NOT EXISTS everywhere) and the Session fix (it changes nothing twice)."""
+    return migration in (BASELINE, SESSION_FIX)
 
 
 def is_kept_copy(table: str) -> bool:
