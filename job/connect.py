@@ -3,6 +3,10 @@
 Exponential backoff with full jitter inside one total budget (tenacity), so a
 hundred pods restarting together do not knock in step.  Every retry is logged
 with its attempt number, delay and reason.
+
+A database that does not exist (3D000) is created as `prisma migrate deploy` creates it, when the
+caller allows: from the first maintenance database that answers, with the same credentials and TLS
+settings, never through a pooler.  Replicas racing to create it all go on: the losers find it made.
 """
 
 from __future__ import annotations
@@ -12,22 +16,38 @@ from typing import Any
 
 import tenacity
 
-from job.database import Database, DatabaseFault
+from job.database import INVALID_CATALOG_NAME, Database, DatabaseFault
 from job.dburl import DatabaseTarget
-from job.errors import ConfigError, DatabaseUnavailable
+from job.errors import ConfigError, DatabaseUnavailable, MissingDatabase
+from job.plan import refuse_old_server
 
 # libpq's per-attempt connect timeout; never more than what is left of the budget.
 ATTEMPT_TIMEOUT_S = 5
+# Where `prisma migrate deploy` connects to create a missing database, in its order (defaultdb: CockroachDB).
+MAINTENANCE_DATABASES = ("postgres", "template1", "defaultdb")
+_INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def wait_for_database(target: DatabaseTarget, *, budget_s: float, application_name: str,
-                      log: Any) -> Database:
+                      log: Any, create: bool = False, why_not: str = "") -> Database:
+    """Connected, within ``budget_s``. A missing database is created when ``create``; otherwise it
+    raises MissingDatabase, whose reason ends with ``why_not`` (why this run does not create it)."""
     deadline = time.monotonic() + budget_s
 
     def attempt() -> Database:
         left = max(2, min(ATTEMPT_TIMEOUT_S, int(deadline - time.monotonic() + 0.999)))
         conninfo = {"connect_timeout": str(left), **target.conninfo,
                     "application_name": application_name}
+        try:
+            return Database.open(conninfo)
+        except DatabaseFault as fault:
+            if fault.sqlstate != INVALID_CATALOG_NAME or not fault.database:
+                raise
+            missing = f'database "{fault.database}" does not exist at {fault.server or target.display}'
+            if not create:
+                raise MissingDatabase(f"{missing}; {why_not}", database=fault.database,
+                                      server=fault.server) from None
+            _create(target, conninfo, fault.database, missing, log)
         return Database.open(conninfo)
 
     def log_retry(state: tenacity.RetryCallState) -> None:
@@ -55,8 +75,56 @@ def wait_for_database(target: DatabaseTarget, *, budget_s: float, application_na
         if fault.retryable:
             raise DatabaseUnavailable(f"database unreachable after {budget_s:g}s: {fault.message}",
                                       target=target.display) from None
+        if "no such database" in fault.message.lower():  # PgBouncer's own refusal; the server never saw it
+            raise ConfigError(f'the pooler at {fault.server} knows no database "{fault.database}" (nothing'
+                              f" in its [databases] matches; the job creates a database only over a direct"
+                              f" connection): {fault.message}", target=target.display) from None
         raise ConfigError(f"database refused the connection: {fault.message}",
                           target=target.display) from None
     log.info("db.connected", target=target.display, server_version=db.server_version,
              backend_pid=db.backend_pid)
     return db
+
+
+def _create(target: DatabaseTarget, conninfo: dict[str, str], name: str, missing: str, log: Any) -> None:
+    """CREATE DATABASE ``name`` from the first maintenance database that answers. A fault worth
+    waiting for (the server restarting, the template busy) is raised as it is, for the caller's retries."""
+    pooler = f"{missing}, as a connection pooler reports it: the job creates a database only over a direct" \
+             " connection (set DIRECT_URL to the server, or create the database)"
+    if target.pgbouncer:
+        raise ConfigError(pooler, database=name)
+    admin, refused = None, []
+    for maintenance in MAINTENANCE_DATABASES:
+        try:
+            admin = Database.open(conninfo | {"dbname": maintenance})
+            break
+        except DatabaseFault as fault:
+            if fault.retryable:
+                raise
+            refused.append(f"{maintenance}: {fault.message}")
+    if admin is None:
+        raise ConfigError(f"{missing}, and no maintenance database let the job in to create it"
+                          f" ({'; '.join(refused)})", database=name)
+    at = admin.server
+    try:
+        if admin.behind_pooler():
+            raise ConfigError(pooler, database=name)
+        refuse_old_server(admin.server_version)  # before making a database the job would then refuse
+        created = admin.create_database(name)
+    except DatabaseFault as fault:
+        if fault.retryable:
+            raise
+        if fault.sqlstate == _INSUFFICIENT_PRIVILEGE:
+            raise ConfigError(f'{missing}, and role "{admin.user}" may not create it (it lacks CREATEDB):'
+                              " create the database, or grant the role CREATEDB", database=name) from None
+        raise ConfigError(f"{missing}, and creating it failed: {fault.message} (SQLSTATE {fault.sqlstate})",
+                          database=name) from None
+    finally:
+        admin.close()
+    if created:
+        log.warning("database.created", database=name, at=at, via=maintenance,
+                    note="it did not exist: created as prisma migrate deploy does; if the name is a typo,"
+                         " fix the URL and drop this database")
+    else:
+        log.info("database.create_raced", database=name, at=at,
+                 note="another session created it first")

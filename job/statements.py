@@ -156,6 +156,13 @@ def create_schema(schema: str) -> sql.Composed:
     return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
 
 
+def create_database(name: str) -> sql.Composed:
+    """A missing database as `prisma migrate deploy` creates it: its name and nothing else (owner,
+    template, encoding and locale are the server's defaults). Sent from a maintenance database, in
+    autocommit."""
+    return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+
+
 def create_ledger(schema: str) -> sql.Composed:
     # Prisma's own DDL, column for column, so its engine reads the table as its own.
     return sql.SQL("""CREATE TABLE {} (
