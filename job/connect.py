@@ -29,9 +29,10 @@ _INSUFFICIENT_PRIVILEGE = "42501"
 
 
 def wait_for_database(target: DatabaseTarget, *, budget_s: float, application_name: str,
-                      log: Any, create: bool = False, why_not: str = "") -> Database:
-    """Connected, within ``budget_s``. A missing database is created when ``create``; otherwise it
-    raises MissingDatabase, whose reason ends with ``why_not`` (why this run does not create it)."""
+                      log: Any, create: bool = False, dry_run: bool = False, why_not: str = "") -> Database:
+    """Connected, within ``budget_s``. A missing database is created when ``create``; with ``dry_run``
+    too, it is only checked that it could be, then MissingDatabase is raised (for ``plan``); without
+    ``create``, MissingDatabase's reason ends with ``why_not`` (why this run does not create it)."""
     deadline = time.monotonic() + budget_s
 
     def attempt() -> Database:
@@ -47,6 +48,9 @@ def wait_for_database(target: DatabaseTarget, *, budget_s: float, application_na
             if not create:
                 raise MissingDatabase(f"{missing}; {why_not}", database=fault.database,
                                       server=fault.server) from None
+            if dry_run:
+                _check_creatable(target, conninfo, fault.database, missing)
+                raise MissingDatabase(missing, database=fault.database, server=fault.server) from None
             _create(target, conninfo, fault.database, missing, log)
         return Database.open(conninfo)
 
@@ -86,43 +90,68 @@ def wait_for_database(target: DatabaseTarget, *, budget_s: float, application_na
     return db
 
 
-def _create(target: DatabaseTarget, conninfo: dict[str, str], name: str, missing: str, log: Any) -> None:
-    """CREATE DATABASE ``name`` from the first maintenance database that answers. A fault worth
-    waiting for (the server restarting, the template busy) is raised as it is, for the caller's retries."""
+def _maintenance(target: DatabaseTarget, conninfo: dict[str, str], name: str, missing: str
+                 ) -> tuple[Database, str]:
+    """A connection to the first maintenance database that lets the URL's role in, and that database's
+    name; never through a pooler. A fault worth waiting for (the server restarting) is raised as it is,
+    for the caller's retries."""
     pooler = f"{missing}, as a connection pooler reports it: the job creates a database only over a direct" \
              " connection (set DIRECT_URL to the server, or create the database)"
     if target.pgbouncer:
         raise ConfigError(pooler, database=name)
-    admin, refused = None, []
+    refused = []
     for maintenance in MAINTENANCE_DATABASES:
         try:
             admin = Database.open(conninfo | {"dbname": maintenance})
-            break
         except DatabaseFault as fault:
             if fault.retryable:
                 raise
             refused.append(f"{maintenance}: {fault.message}")
-    if admin is None:
-        raise ConfigError(f"{missing}, and no maintenance database let the job in to create it"
-                          f" ({'; '.join(refused)})", database=name)
+            continue
+        try:
+            if admin.behind_pooler():
+                raise ConfigError(pooler, database=name)
+            refuse_old_server(admin.server_version)  # before making a database the job would then refuse
+        except BaseException:
+            admin.close()
+            raise
+        return admin, maintenance
+    raise ConfigError(f"{missing}, and no maintenance database let the job in to create it"
+                      f" ({'; '.join(refused)})", database=name)
+
+
+def _no_createdb(missing: str, user: str, name: str) -> ConfigError:
+    return ConfigError(f'{missing}, and role "{user}" may not create it (it lacks CREATEDB): create the'
+                       " database, or grant the role CREATEDB", database=name)
+
+
+def _check_creatable(target: DatabaseTarget, conninfo: dict[str, str], name: str, missing: str) -> None:
+    """What ``plan`` asks instead of creating: would run's CREATE DATABASE be allowed? Read only."""
+    admin, _ = _maintenance(target, conninfo, name, missing)
+    try:
+        if not admin.may_create_database():
+            raise _no_createdb(missing, admin.user, name)
+    finally:
+        admin.close()
+
+
+def _create(target: DatabaseTarget, conninfo: dict[str, str], name: str, missing: str, log: Any) -> None:
+    """CREATE DATABASE ``name`` from the first maintenance database that answers."""
+    admin, via = _maintenance(target, conninfo, name, missing)
     at = admin.server
     try:
-        if admin.behind_pooler():
-            raise ConfigError(pooler, database=name)
-        refuse_old_server(admin.server_version)  # before making a database the job would then refuse
         created = admin.create_database(name)
     except DatabaseFault as fault:
         if fault.retryable:
             raise
         if fault.sqlstate == _INSUFFICIENT_PRIVILEGE:
-            raise ConfigError(f'{missing}, and role "{admin.user}" may not create it (it lacks CREATEDB):'
-                              " create the database, or grant the role CREATEDB", database=name) from None
+            raise _no_createdb(missing, admin.user, name) from None
         raise ConfigError(f"{missing}, and creating it failed: {fault.message} (SQLSTATE {fault.sqlstate})",
                           database=name) from None
     finally:
         admin.close()
     if created:
-        log.warning("database.created", database=name, at=at, via=maintenance,
+        log.warning("database.created", database=name, at=at, via=via,
                     note="it did not exist: created as prisma migrate deploy does; if the name is a typo,"
                          " fix the URL and drop this database")
     else:

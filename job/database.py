@@ -218,6 +218,10 @@ class Database:
         """host:port of the server this connection reached (a socket directory for a Unix socket)."""
         return f"{self._conn.info.host}:{self._conn.info.port}"
 
+    def may_create_database(self) -> bool:
+        """Whether this role may run CREATE DATABASE (superuser or CREATEDB), as the catalog says."""
+        return bool(self._rows(q.MAY_CREATE_DATABASE)[0][0])
+
     def create_database(self, name: str) -> bool:
         """CREATE DATABASE, from this (maintenance) connection, in autocommit. False when it exists
         already: another session made it first (42P04, or 23505 when both inserted at once)."""

@@ -73,7 +73,8 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
     try:
         db = wait_for_database(config.target, budget_s=config.connect_timeout,
                                application_name=config.application_name, log=log,
-                               create=config.create_database and mode == "run",
+                               create=config.create_database and mode in ("run", "plan"),
+                               dry_run=mode != "run",
                                why_not=_NOT_CREATED if not config.create_database
                                else "verify changes nothing (`run` creates it)")
     except MissingDatabase as missing:
@@ -120,10 +121,11 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
 
 def _plan_new_database(missing: MissingDatabase, config: Config, migrations: Sequence[Migration],
                        log: Any) -> RunResult:
-    """``plan`` where ``run`` would create the database: the plan of an empty one (a fresh copy of
-    template1, whose ``public`` schema exists), the whole folder pending. Nothing is read or created."""
+    """``plan`` where ``run`` would create the database (the role may, no pooler is in the way): the plan
+    of an empty one (a fresh copy of template1, whose ``public`` schema exists), the whole folder pending.
+    Nothing is created."""
     schema = config.target.schema
-    # The server's version is not known (it refused before saying): the plan only checks it against this.
+    # wait_for_database checked the server's version on a maintenance database; the plan checks only that.
     state = DatabaseState(server_version=MIN_SERVER_VERSION, in_recovery=False, read_only=False,
                           schema=schema, schema_exists=schema == "public", tables=frozenset(),
                           relations=frozenset(), ledger=None)
