@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 from jobtools import MIGRATIONS_DIR, ROOT, JobRun, finish, job_env, ledger, parse_events, run_job, start_job
 from pgbouncer import PgBouncer, pgbouncer_binary
-from pgcluster import PgCluster
+from pgcluster import PG_USER, PgCluster
 from psycopg import sql
 
+from job.config import load_config
+from job.database import Database
 from job.migrations import load_migrations
 
 SHIPPED = [m.name for m in load_migrations(MIGRATIONS_DIR)]
@@ -80,6 +82,25 @@ def test_two_replicas_racing_on_a_missing_database_both_succeed_and_apply_each_m
     with pg.admin(missing) as conn:
         rows = ledger(conn, "public")
     assert [r["migration_name"] for r in rows] == SHIPPED and all(r["finished_at"] for r in rows)
+
+
+def test_a_database_made_meanwhile_is_not_an_error(pg: PgCluster, missing: str) -> None:
+    """What the replica that loses the race meets, every time: 42P04, taken as "it exists now"."""
+    admin = Database.open({"host": str(pg.socket_dir), "port": str(pg.port), "user": PG_USER,
+                           "dbname": "postgres"})
+    try:
+        assert admin.create_database(missing) is True
+        assert admin.create_database(missing) is False
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize(("value", "on"), [("true", True), ("FALSE", False), ("0", False), ("yes", True),
+                                           ("off", False)])
+def test_the_variable_reads_true_or_false(value: str, on: bool) -> None:
+    config = load_config({}, {"DATABASE_URL": "postgresql://u@h/db", "DB_INIT_CREATE_DATABASE": value})
+    assert config.create_database is on
+    assert load_config({}, {"DATABASE_URL": "postgresql://u@h/db"}).create_database is True
 
 
 @pytest.mark.parametrize("switch", [("--no-create-database",), ()], ids=["flag", "variable"])
