@@ -99,8 +99,8 @@ def _connect_fault(exc: psycopg.Error) -> DatabaseFault:
     fatal = any(p in message.lower() for p in _FATAL_CONNECT)
     pgconn = exc.pgconn
     database = pgconn.db.decode(errors="replace") if pgconn and pgconn.db else None
-    server = f"{pgconn.host.decode(errors='replace')}:{pgconn.port.decode()}" if pgconn and pgconn.host \
-        else None
+    server = f"{pgconn.host.decode(errors='replace')}:{(pgconn.port or b'').decode()}" \
+        if pgconn and pgconn.host else None
     sqlstate = exc.sqlstate
     # libpq keeps no SQLSTATE for a connection the server refused, only the server's message: the one
     # PostgreSQL (and PgBouncer, relaying it) sends with 3D000, naming the very database asked for.

@@ -138,6 +138,27 @@ def test_a_role_without_createdb_gets_one_line_and_exit_2(pg: PgCluster, missing
     assert not exists(pg, missing)
 
 
+def test_a_role_kept_out_of_postgres_creates_it_from_template1(pg: PgCluster, missing: str) -> None:
+    """Prisma's order: postgres, then template1. The database belongs to the role that made it."""
+    role = f"owner_{uuid.uuid4().hex[:6]}"
+    with pg.admin() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD 'Role-pw-123'")
+                     .format(sql.Identifier(role)))
+        conn.execute("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC")
+    try:
+        run = run_job(pg.url(missing, user=role, password="Role-pw-123"))
+        with pg.admin() as conn:
+            owner = conn.execute("SELECT pg_catalog.pg_get_userbyid(datdba) FROM pg_catalog.pg_database"
+                                 " WHERE datname = %s", [missing]).fetchone()
+    finally:
+        pg.drop_database(missing)
+        with pg.admin() as conn:
+            conn.execute("GRANT CONNECT ON DATABASE postgres TO PUBLIC")
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    assert run.code == 0, run.stderr
+    assert events(run, "database.created")[0]["via"] == "template1" and owner == (role,)
+
+
 def test_plan_shows_the_whole_folder_pending_and_verify_fails_both_creating_nothing(
         pg: PgCluster, missing: str) -> None:
     plan = run_job(pg.url(missing), "plan", "--exit-code")
