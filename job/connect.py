@@ -45,12 +45,13 @@ def wait_for_database(target: DatabaseTarget, *, budget_s: float, application_na
             if fault.sqlstate != INVALID_CATALOG_NAME or not fault.database:
                 raise
             missing = f'database "{fault.database}" does not exist at {fault.server or target.display}'
-            if not create:
-                raise MissingDatabase(f"{missing}; {why_not}", database=fault.database,
+            if reason := _not_creating(target, create, why_not):
+                raise MissingDatabase(f"{missing}; {reason}", database=fault.database,
                                       server=fault.server) from None
             if dry_run:
                 _check_creatable(target, conninfo, fault.database, missing)
-                raise MissingDatabase(missing, database=fault.database, server=fault.server) from None
+                raise MissingDatabase(missing, database=fault.database, server=fault.server,
+                                      creatable=True) from None
             _create(target, conninfo, fault.database, missing, log)
         return Database.open(conninfo)
 
@@ -88,6 +89,13 @@ def wait_for_database(target: DatabaseTarget, *, budget_s: float, application_na
     log.info("db.connected", target=target.display, server_version=db.server_version,
              backend_pid=db.backend_pid)
     return db
+
+
+def _not_creating(target: DatabaseTarget, create: bool, why_not: str) -> str:
+    """Why this run leaves a missing database alone; empty when it creates it."""
+    if "dbname" not in target.conninfo:  # libpq fell back to the role's name, where Prisma takes postgres
+        return "the URL names no database, so the job creates none: name it in the URL's path"
+    return "" if create else why_not
 
 
 def _maintenance(target: DatabaseTarget, conninfo: dict[str, str], name: str, missing: str

@@ -78,7 +78,7 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
                                why_not=_NOT_CREATED if not config.create_database
                                else "verify changes nothing (`run` creates it)")
     except MissingDatabase as missing:
-        if mode == "plan" and config.create_database:
+        if mode == "plan" and missing.fields.get("creatable"):
             return _plan_new_database(missing, config, migrations, log)
         raise
     job: _Job | None = None

@@ -159,6 +159,23 @@ def test_a_role_kept_out_of_postgres_creates_it_from_template1(pg: PgCluster, mi
     assert events(run, "database.created")[0]["via"] == "template1" and owner == (role,)
 
 
+def test_a_url_that_names_no_database_never_creates_one(pg: PgCluster) -> None:
+    """libpq then asks for the role's own name (Prisma would take postgres): nothing is made of that."""
+    role = f"nodb_{uuid.uuid4().hex[:6]}"
+    with pg.admin() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD 'Role-pw-123'")
+                     .format(sql.Identifier(role)))
+    try:
+        url = pg.url(role, user=role, password="Role-pw-123").rsplit("/", 1)[0]
+        runs = [run_job(url, command) for command in ("run", "plan")]
+    finally:
+        with pg.admin() as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+    for run in runs:
+        assert_one_line_exit_2(run, f'database "{role}" does not exist', "the URL names no database")
+    assert not exists(pg, role)
+
+
 def test_plan_shows_the_whole_folder_pending_and_verify_fails_both_creating_nothing(
         pg: PgCluster, missing: str) -> None:
     plan = run_job(pg.url(missing), "plan", "--exit-code")
