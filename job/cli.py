@@ -67,7 +67,11 @@ def _setting_help(s: Setting) -> str:
 def _add_settings(parser: argparse.ArgumentParser, default: Any) -> None:
     group = parser.add_argument_group("settings (each also from its environment variable)")
     for s in SETTINGS:
-        group.add_argument(s.flag, dest=s.key, default=default, metavar=s.metavar, help=_setting_help(s))
+        if s.switch_off:  # no value: the flag means "false", as the variable set to false does
+            group.add_argument(s.flag, dest=s.key, default=default, action="store_const", const="false",
+                               help=_setting_help(s))
+        else:
+            group.add_argument(s.flag, dest=s.key, default=default, metavar=s.metavar, help=_setting_help(s))
 
 
 def build_parser() -> argparse.ArgumentParser:

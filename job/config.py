@@ -24,10 +24,13 @@ class Setting:
     help: str
     metavar: str = "VALUE"  # what the value is, in --help: DURATION, URL, PATH...
     choices: tuple[str, ...] = ()
+    # A boolean whose flag takes no value and turns it off (--no-create-database); its variable says
+    # true or false.
+    switch_off: str = ""
 
     @property
     def flag(self) -> str:
-        return f"--{self.key.replace('_', '-')}"
+        return self.switch_off or f"--{self.key.replace('_', '-')}"
 
 
 LOG_FORMATS = ("auto", "json", "console")
@@ -72,6 +75,10 @@ SETTINGS: tuple[Setting, ...] = (
             " estimated to hold at least this many rows", "ROWS"),
     Setting("application_name", "DB_INIT_APPLICATION_NAME", "db-init-job",
             "application_name shown in pg_stat_activity while the job runs", "NAME"),
+    Setting("create_database", "DB_INIT_CREATE_DATABASE", "true",
+            "turn off what run does by default: create the database named in the URL when it does not"
+            " exist, as prisma migrate deploy does (logged as database.created); the variable: true or false",
+            "", switch_off="--no-create-database"),
 )
 
 # (smallest, largest) accepted, in seconds: outside these a value is a typo, not a wish.
@@ -82,6 +89,7 @@ _BOUNDS = {
     "statement_timeout": (1.0, 86400.0),
 }
 _MOST_ROWS = 10**12  # a row threshold above this is a typo
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min)?\s*$")
 _UNIT = {"ms": 0.001, "s": 1.0, None: 1.0, "m": 60.0, "min": 60.0}
 
@@ -102,6 +110,7 @@ class Config:
     heal: str = "pending"
     warn_blocking_rows: int | None = 100_000  # None: never warn
     refuse_blocking_rows: int | None = None  # None (the default): never refuse
+    create_database: bool = True  # run creates a missing database
 
 
 @dataclass(frozen=True)
@@ -145,6 +154,7 @@ def load_config(flags: Mapping[str, str | None], env: Mapping[str, str] = os.env
         heal=_choice("heal", flags, env),
         warn_blocking_rows=_rows("warn_blocking_rows", flags, env),
         refuse_blocking_rows=_rows("refuse_blocking_rows", flags, env),
+        create_database=_bool("create_database", flags, env),
     )
 
 
@@ -199,6 +209,13 @@ def _duration(key: str, flags: Mapping[str, str | None], env: Mapping[str, str])
     if not low <= seconds <= high:
         raise ConfigError(f"{raw} is out of range: between {low:g}s and {high:g}s")
     return seconds
+
+
+def _bool(key: str, flags: Mapping[str, str | None], env: Mapping[str, str]) -> bool:
+    raw = _raw(key, flags, env)
+    if raw.value.strip().lower() not in _TRUE + _FALSE:
+        raise ConfigError(f"{raw} is not true or false")
+    return raw.value.strip().lower() in _TRUE
 
 
 def _rows(key: str, flags: Mapping[str, str | None], env: Mapping[str, str]) -> int | None:

@@ -39,7 +39,12 @@ _FATAL_CONNECT = (
     "server does not support ssl", "received invalid response to ssl negotiation",
     "expected authentication request", "unsupported frontend protocol", "permission denied",
     "invalid value for parameter", "insufficient data in", "server requested",
+    "no such database",  # PgBouncer's own refusal: no entry of that name in its [databases]
 )
+INVALID_CATALOG_NAME = "3D000"  # the database named at connection does not exist
+_DUPLICATE_DATABASE = "42P04"
+_UNIQUE_VIOLATION = "23505"  # two CREATE DATABASE of one name at once: pg_database's unique index decides
+_OBJECT_IN_USE = "55006"  # CREATE DATABASE: another session is connected to the template; it goes away
 # SQLSTATEs after which a statement may simply be tried again a little later.
 _TRANSIENT = {
     "55P03",  # lock_not_available: our lock_timeout fired; the app kept its locks
@@ -60,7 +65,8 @@ class DatabaseFault(Exception):
 
     def __init__(self, message: str, *, sqlstate: str | None = None, retryable: bool = False,
                  connection_lost: bool = False, statement: int | None = None,
-                 position: int | None = None) -> None:
+                 position: int | None = None, database: str | None = None,
+                 server: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.sqlstate = sqlstate
@@ -68,6 +74,8 @@ class DatabaseFault(Exception):
         self.connection_lost = connection_lost
         self.statement = statement
         self.position = position  # 1-based character of the statement text where the error is
+        self.database = database  # a refused connection: the database it asked for
+        self.server = server  # ... and the server's host:port
 
 
 def _one_line(exc: BaseException) -> str:
@@ -92,7 +100,16 @@ def _connect_fault(exc: psycopg.Error) -> DatabaseFault:
     if isinstance(exc, psycopg.ProgrammingError):  # libpq rejected the conninfo itself
         return DatabaseFault(message, retryable=False)
     fatal = any(p in message.lower() for p in _FATAL_CONNECT)
-    return DatabaseFault(message, sqlstate=exc.sqlstate, retryable=not fatal)
+    pgconn = exc.pgconn
+    database = pgconn.db.decode(errors="replace") if pgconn and pgconn.db else None
+    server = f"{pgconn.host.decode(errors='replace')}:{(pgconn.port or b'').decode()}" \
+        if pgconn and pgconn.host else None
+    sqlstate = exc.sqlstate
+    # libpq keeps no SQLSTATE for a connection the server refused, only the server's message: the one
+    # PostgreSQL (and PgBouncer, relaying it) sends with 3D000, naming the very database asked for.
+    if sqlstate is None and database and f'database "{database}" does not exist' in str(exc):
+        sqlstate = INVALID_CATALOG_NAME
+    return DatabaseFault(message, sqlstate=sqlstate, retryable=not fatal, database=database, server=server)
 
 
 def _statement_fault(exc: psycopg.Error, index: int | None) -> DatabaseFault:
@@ -194,6 +211,33 @@ class Database:
     @property
     def server_version(self) -> int:
         return self._conn.info.server_version
+
+    @property
+    def user(self) -> str:
+        return self._conn.info.user
+
+    @property
+    def server(self) -> str:
+        """host:port of the server this connection reached (a socket directory for a Unix socket)."""
+        return f"{self._conn.info.host}:{self._conn.info.port}"
+
+    def may_create_database(self) -> bool:
+        """Whether this role may run CREATE DATABASE (superuser or CREATEDB), as the catalog says."""
+        return bool(self._rows(q.MAY_CREATE_DATABASE)[0][0])
+
+    def create_database(self, name: str) -> bool:
+        """CREATE DATABASE, from this (maintenance) connection, in autocommit. False when it exists
+        already: another session made it first (42P04, or 23505 when both inserted at once)."""
+        try:
+            self._conn.execute(q.create_database(name))
+        except psycopg.Error as exc:
+            fault = _statement_fault(exc, None)
+            if fault.sqlstate in (_DUPLICATE_DATABASE, _UNIQUE_VIOLATION):
+                return False
+            if fault.sqlstate == _OBJECT_IN_USE:  # the template is busy for a moment: try again
+                fault.retryable = True
+            raise fault from None
+        return True
 
     def _rows(self, query: q.Statement, params: dict[str, Any] | None = None) -> list[Any]:
         try:

@@ -80,6 +80,10 @@ class ConfigError(JobError):
     code = ExitCode.CONFIG
 
 
+class MissingDatabase(ConfigError):
+    """The database named in the URL does not exist, and this run will not create it."""
+
+
 class DatabaseUnavailable(JobError):
     code = ExitCode.UNAVAILABLE
 

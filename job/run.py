@@ -22,11 +22,12 @@ from job import statements as q
 from job.config import Config
 from job.connect import wait_for_database
 from job.database import Database, DatabaseFault, ReplayFault
-from job.errors import DatabaseUnavailable, JobError, LockBusy, MigrationFailed, NeedsHuman
+from job.errors import DatabaseUnavailable, JobError, LockBusy, MigrationFailed, MissingDatabase, NeedsHuman
 from job.lock import LockWait, session_lock
 from job.migrations import Migration, load_migrations, same_timestamps
 from job.plan import (
     EMPTY,
+    MIN_SERVER_VERSION,
     PARTIAL_TAG,
     Plan,
     heal_target,
@@ -54,6 +55,7 @@ _UNIQUE_VIOLATION = "23505"
 # A long concurrent build reports its progress: first after this long, then this often.
 PROGRESS_FIRST_S, PROGRESS_EVERY_S = 5.0, 10.0
 _ROWS_BREAK_IT = {"23503", "23514", "23502"}  # a foreign key, CHECK or NOT NULL that rows violate
+_NOT_CREATED = "creating it is off (--no-create-database or DB_INIT_CREATE_DATABASE=false)"
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,17 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False,
                     note="applied in name order, as Prisma does")
     if config.target.dropped_params:
         log.info("config.url_params_ignored", params=list(config.target.dropped_params))
-    db = wait_for_database(config.target, budget_s=config.connect_timeout,
-                           application_name=config.application_name, log=log)
+    try:
+        db = wait_for_database(config.target, budget_s=config.connect_timeout,
+                               application_name=config.application_name, log=log,
+                               create=config.create_database and mode in ("run", "plan"),
+                               dry_run=mode != "run",
+                               why_not=_NOT_CREATED if not config.create_database
+                               else f"{mode} creates no database (`run` creates it)")
+    except MissingDatabase as missing:
+        if mode == "plan" and missing.fields.get("creatable"):
+            return _plan_new_database(missing, config, migrations, log)
+        raise
     job: _Job | None = None
     try:
         refuse_old_server(db.server_version)
@@ -120,6 +131,25 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False,
                          f" (SQLSTATE {fault.sqlstate})", sqlstate=fault.sqlstate) from None
     finally:
         db.close()
+
+
+def _plan_new_database(missing: MissingDatabase, config: Config, migrations: Sequence[Migration],
+                       log: Any) -> RunResult:
+    """``plan`` where ``run`` would create the database (the role may, no pooler is in the way): the plan
+    of an empty one (a fresh copy of template1, whose ``public`` schema exists), the whole folder pending.
+    Nothing is created."""
+    schema = config.target.schema
+    # wait_for_database checked the server's version on a maintenance database; the plan checks only that.
+    state = DatabaseState(server_version=MIN_SERVER_VERSION, in_recovery=False, read_only=False,
+                          schema=schema, schema_exists=schema == "public", tables=frozenset(),
+                          relations=frozenset(), ledger=None)
+    plan = make_plan(state, migrations, target=Catalog(), contract=None)
+    create = q.create_database(str(missing.fields["database"])).as_string()
+    note = (f"{missing.reason.partition('; ')[0]}: run creates it ({create}, as prisma migrate deploy does),"
+            " then applies every migration below; planned as on an empty database")
+    plan = replace(plan, notes=(note, *plan.notes))
+    announce(plan, schema, log)
+    return RunResult(plan, applied=False)
 
 
 def _pooled(db: Database, config: Config, log: Any) -> bool:

@@ -159,6 +159,18 @@ def create_schema(schema: str) -> sql.Composed:
     return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
 
 
+# What CREATE DATABASE asks of the role: superuser or CREATEDB (plan asks it instead of creating).
+MAY_CREATE_DATABASE = sql.SQL(
+    "SELECT r.rolsuper OR r.rolcreatedb FROM pg_catalog.pg_roles r WHERE r.rolname = CURRENT_USER")
+
+
+def create_database(name: str) -> sql.Composed:
+    """A missing database as `prisma migrate deploy` creates it: its name and nothing else (owner,
+    template, encoding and locale are the server's defaults). Sent from a maintenance database, in
+    autocommit."""
+    return sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+
+
 def create_ledger(schema: str) -> sql.Composed:
     # Prisma's own DDL, column for column, so its engine reads the table as its own.
     return sql.SQL("""CREATE TABLE {} (

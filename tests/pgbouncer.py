@@ -36,7 +36,9 @@ def _free_port() -> int:
 
 
 class PgBouncer:
-    def __init__(self, cluster: PgCluster, mode: PoolMode, *, pool_size: int = 4) -> None:
+    def __init__(self, cluster: PgCluster, mode: PoolMode, *, pool_size: int = 4,
+                 wildcard: bool = True) -> None:
+        """``wildcard``: any database name goes through to the server; else only ``postgres`` is known."""
         binary = pgbouncer_binary()
         if binary is None:
             raise RuntimeError("pgbouncer is not installed")
@@ -46,7 +48,7 @@ class PgBouncer:
         self.dir.chmod(0o755)
         (self.dir / "userlist.txt").write_text(f'"{PG_USER}" "{cluster.password}"\n')
         (self.dir / "pgbouncer.ini").write_text(f"""[databases]
-* = host={cluster.socket_dir} port={cluster.port}
+{"*" if wildcard else "postgres"} = host={cluster.socket_dir} port={cluster.port}
 [pgbouncer]
 listen_addr = 127.0.0.1
 listen_port = {self.port}

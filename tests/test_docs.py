@@ -28,7 +28,7 @@ def test_exit_code_table_matches_the_code() -> None:
 
 def test_configuration_table_matches_the_code() -> None:
     rows = table_rows("Configuration")
-    assert [r[0].strip("`") for r in rows] == [f"--{s.key.replace('_', '-')}" for s in SETTINGS]
+    assert [r[0].strip("`") for r in rows] == [s.flag for s in SETTINGS]
     assert [r[1].replace("`", "") for r in rows] == [s.env for s in SETTINGS]
     for row, s in zip(rows, SETTINGS, strict=True):
         if s.default:

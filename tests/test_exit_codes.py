@@ -82,8 +82,10 @@ def test_wrong_password_exits_2_at_once_without_leaking_it(db: Db) -> None:
     assert run.seconds < 15, "an authentication failure must not be retried"
 
 
-def test_unknown_database_exits_2(db: Db) -> None:
-    assert_clean_failure(run_job(db.cluster.url("no_such_db")), 2, "does not exist")
+def test_unknown_database_exits_2_when_creating_it_is_off(db: Db) -> None:
+    """(With creation on, the default, run creates it: tests/test_create_database.py.)"""
+    run = run_job(db.cluster.url("no_such_db"), DB_INIT_CREATE_DATABASE="false")
+    assert_clean_failure(run, 2, 'database "no_such_db" does not exist', "creating it is off")
 
 
 def test_direct_url_wins_over_database_url(db: Db) -> None:
