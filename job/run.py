@@ -455,9 +455,11 @@ class _Job:
             thread.join(timeout=5)
 
     def _merge(self, step: Step, wait: LockWait) -> None:
-        """The two session tables: copied in batches, each its own short transaction, then the old
-        table renamed aside.  Interrupted, the next run copies only the ids still missing."""
-        batch, rename = step.statements
+        """The two session tables: copied in batches, each its own short transaction; then, in one
+        last transaction, writes to the old table stopped, the ids still missing copied (an old pod's
+        rows written meanwhile) and the old table renamed aside: no row written to it is left
+        behind.  Interrupted, the next run copies only the ids still missing."""
+        batch, stop_writes, last_copy, rename = step.statements
         started = time.monotonic()
         after: str | None = None
         seen_total = copied_total = batches = 0
@@ -470,10 +472,18 @@ class _Job:
             seen_total, copied_total = seen_total + seen, copied_total + copied
             self._repairs_committed()
             self.log.debug("merge.batch", batch=batches, rows_read=seen, rows_copied=copied)
-        self._unit(step, wait, lambda: self.db.execute([rename]), steps=None)
+
+        def finish() -> int:
+            self.db.execute([stop_writes])
+            late = int(self.db.fetch_one(last_copy, {})[0])
+            self.db.execute([rename])
+            return late
+
+        late = self._unit(step, wait, finish, steps=None)
         self.log.info("step.applied", action=step.action, summary=step.summary, transaction_ms=round(
-            (time.monotonic() - started) * 1000, 1), **{**step.details, "rows_copied": copied_total,
-                                                        "rows_read": seen_total, "batches": batches})
+            (time.monotonic() - started) * 1000, 1), **{**step.details, "rows_copied": copied_total + late,
+                                                        "rows_read": seen_total, "batches": batches,
+                                                        "rows_copied_last": late})
         self._repairs_committed()
 
     def _unit(self, step: Step, wait: LockWait, body: Callable[[], T], *, steps: Sequence[Step] | None,

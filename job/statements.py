@@ -565,6 +565,23 @@ def copy_missing_batch(schema: str, source: str, target: str, columns: Sequence[
              id=sql.Identifier("id"), limit=sql.Literal(MERGE_BATCH_ROWS))
 
 
+def lock_against_writes(schema: str, table: str) -> sql.Composed:
+    """Stops INSERT, UPDATE and DELETE on ``table`` until the transaction ends; reads go on."""
+    return sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(schema, table))
+
+
+def copy_missing(schema: str, source: str, target: str, columns: Sequence[str]) -> sql.Composed:
+    """Every row of source whose id target lacks, copied; returns how many.  The merge's last step,
+    under lock_against_writes: the rows written to source since (or behind) the batches."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return sql.SQL(
+        "WITH copied AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} s WHERE NOT EXISTS"
+        " (SELECT 1 FROM {target} t WHERE t.{id} = s.{id}) ON CONFLICT DO NOTHING RETURNING 1)"
+        " SELECT count(*) FROM copied"
+    ).format(cols=cols, source=sql.Identifier(schema, source), target=sql.Identifier(schema, target),
+             id=sql.Identifier("id"))
+
+
 def count_shared_ids(schema: str, a: str, b: str) -> sql.Composed:
     return sql.SQL("SELECT count(*) FROM {} x JOIN {} y ON x.{} = y.{}").format(
         sql.Identifier(schema, a), sql.Identifier(schema, b), sql.Identifier("id"), sql.Identifier("id"))

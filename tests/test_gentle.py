@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -204,6 +205,49 @@ def test_an_interrupted_batched_merge_copies_every_session_exactly_once(db: Db) 
         assert len(kept) == 1
         assert conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(kept[0][0]))
                             ).fetchone() == (len(lower),)
+
+
+def _session_writer(db: Db, name: str, stop: threading.Event, committed: list[str]) -> None:
+    """An old pod: inserts into "session" until it is gone; ``committed``: the ids whose COMMIT returned.
+
+    Its ids sort before the bulk ("a-") and after it ("z-"): behind and ahead of the merge's batches."""
+    with db.connect() as conn:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            sid = f"{'az'[n % 2]}-{name}-{n}"
+            try:
+                conn.execute('INSERT INTO "session" ("id", "shop", "state", "isOnline", "accessToken")'
+                             " VALUES (%s, 'late.myshopify.com', 's', false, 'shpat_late')", (sid,))
+            except psycopg.errors.UndefinedTable:
+                return  # renamed aside: the merge is over
+            committed.append(sid)
+
+
+def test_no_row_written_to_session_during_the_merge_is_lost(db: Db) -> None:
+    """Old pods insert into "session" before, during and after the batches: every row whose INSERT
+    committed ends in "Session" (the last transaction stops writes, copies what is missing, renames)."""
+    with db.connect() as conn:
+        STATES["both_populated"](conn, "public", MIGRATIONS_DIR)
+        add_sessions(conn, "public", "session", 12_000, prefix="bulk", mark="old_")
+    stop, committed = threading.Event(), [list[str]() for _ in range(3)]
+    writers = [threading.Thread(target=_session_writer, args=(db, f"w{i}", stop, ids), daemon=True)
+               for i, ids in enumerate(committed)]
+    for w in writers:
+        w.start()
+    try:
+        run = run_job(db.url, DB_INIT_LOG_LEVEL="debug")
+    finally:
+        stop.set()
+        for w in writers:
+            w.join(timeout=30)
+    assert run.code == 0, run.stderr[-3000:]
+    merged = next(e for e in run.events if e.get("action") == "merge_session_tables")
+    written = {sid for ids in committed for sid in ids}
+    with db.connect() as conn:
+        kept = {r[0] for r in conn.execute('SELECT id FROM "Session"').fetchall()}
+    assert len(written) > 100 and merged["batches"] >= 2
+    assert sorted(written - kept) == [], f"{len(written - kept)} of {len(written)} written rows lost"
 
 
 def test_a_constraint_left_not_valid_by_a_stopped_run_is_validated_by_the_next(db: Db) -> None:
