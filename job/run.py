@@ -262,26 +262,51 @@ class _Job:
         """The plan, made again under the lock; its repairs committed in one transaction, then each
         healing step in its own short one (a failure there is reported, never fatal: `prisma migrate
         deploy` would not have stopped on it), then the session merge."""
-        if not self.pooled:
-            plan = self.plan(quiet=True)
-            self._repairs(plan.prepare, wait)
-        else:
-            holder: list[Plan] = []
-
-            def replan_and_repair() -> None:  # behind a pooler the lock lasts as long as this transaction
-                holder[:] = [self.plan(quiet=True)]
-                self.db.execute([s for st in holder[0].prepare for s in st.statements])
-
-            started = time.monotonic()
-            self._unit(Step("prepare", "the repairs", ()), wait, replan_and_repair, steps=None, began=started)
-            plan = holder[0]
-            self._log_applied(plan.prepare, started)
+        plan = self._repaired(wait)
         skipped = [line for step in plan.healing if (line := self._heal_one(step, wait))]
         for step in plan.merge:
             self._merge(step, wait)
         if skipped:
             plan = replace(plan, unresolved=plan.unresolved + tuple(skipped))
         return plan
+
+    def _repaired(self, wait: LockWait) -> Plan:
+        """The repairs of a plan made under the lock.  A session table planned as empty that gained a
+        row before its drop (the guard of q.drop_if_empty refuses it; nothing applied) is planned
+        again, within the lock budget: with rows in both tables, it is merged instead."""
+        deadline, attempt = wait.started + self.config.lock_timeout, 0
+        while True:
+            attempt += 1
+            try:
+                return self._repair_once(wait)
+            except MigrationFailed as failed:
+                if failed.fields.get("sqlstate") != q.GAINED_ROWS:
+                    raise
+                delay = min(0.2 * 2 ** attempt, 5.0) * random.uniform(0.5, 1.5)
+                if time.monotonic() + delay >= deadline:
+                    raise LockBusy(f"a session table planned as empty kept gaining rows until the lock budget"
+                                   f" ran out ({failed.reason})", attempts=attempt,
+                                   committed=list(self.committed)) from None
+                self.log.warning("apply.replan", attempt=attempt, delay_s=round(delay, 2),
+                                 sqlstate=q.GAINED_ROWS, reason=failed.reason,
+                                 note="an empty table gained rows before its drop: planned again")
+                time.sleep(delay)
+
+    def _repair_once(self, wait: LockWait) -> Plan:
+        if not self.pooled:
+            plan = self.plan(quiet=True)
+            self._repairs(plan.prepare, wait)
+            return plan
+        holder: list[Plan] = []
+
+        def replan_and_repair() -> None:  # behind a pooler the lock lasts as long as this transaction
+            holder[:] = [self.plan(quiet=True)]
+            self.db.execute([s for st in holder[0].prepare for s in st.statements])
+
+        started = time.monotonic()
+        self._unit(Step("prepare", "the repairs", ()), wait, replan_and_repair, steps=None, began=started)
+        self._log_applied(holder[0].prepare, started)
+        return holder[0]
 
     def _repairs(self, steps: Sequence[Step], wait: LockWait) -> None:
         statements = [s for step in steps for s in step.statements]

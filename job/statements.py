@@ -536,12 +536,15 @@ def count_orphans(schema: str, table: str, fk: ForeignKey) -> sql.Composed:
 GUARD_TAG = "$db_init_guard$"
 
 
+GAINED_ROWS = "55006"  # object_in_use, as drop_if_empty's guard raises it: the runner plans again
+
+
 def drop_if_empty(schema: str, table: str) -> sql.Composed:
     """Drop a table only if it is still empty when locked: never a row lost to a race."""
     return sql.SQL(
         "DO " + GUARD_TAG + " BEGIN LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE;"
         " IF EXISTS (SELECT 1 FROM {t}) THEN RAISE EXCEPTION 'table % gained rows; not dropped', {n}"
-        " USING ERRCODE = 'object_in_use'; END IF; DROP TABLE {t}; END " + GUARD_TAG
+        " USING ERRCODE = '55006'; END IF; DROP TABLE {t}; END " + GUARD_TAG
     ).format(t=sql.Identifier(schema, table), n=sql.Literal(f"{schema}.{table}"))
 
 
