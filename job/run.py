@@ -50,6 +50,10 @@ _UNIQUE_VIOLATION = "23505"
 # A long concurrent build reports its progress: first after this long, then this often.
 PROGRESS_FIRST_S, PROGRESS_EVERY_S = 5.0, 10.0
 _ROWS_BREAK_IT = {"23503", "23514", "23502"}  # a foreign key, CHECK or NOT NULL that rows violate
+# Why a validation that rows did not refuse stopped; none of it is marked: the next run tries again.
+_NOT_NOW = {"55P03": "its table stayed locked past lock_timeout; the next run tries again",
+            "57014": "the validation was cancelled; the next run tries again",
+            "40P01": "a deadlock with another session; the next run tries again"}
 
 
 @dataclass(frozen=True)
@@ -665,12 +669,16 @@ class _Job:
         time.sleep(delay)
 
     def _validate(self, plan: Plan) -> int:
-        """VALIDATE each new constraint in its own short transaction; count and report what stops it."""
+        """VALIDATE each new constraint in its own transaction; count and report what stops it.
+
+        Never under statement_timeout: VALIDATE takes SHARE UPDATE EXCLUSIVE, which blocks no app
+        read or write, and a scan cut short would be tried again at every pod start, forever.
+        lock_timeout still bounds its wait for the lock."""
         orphans = 0
         for step in plan.validations:
             table, name = str(step.details["table"]), str(step.details["constraint"])
             try:
-                with self._transaction():
+                with self._transaction(statement_timeout=False):
                     if self.pooled and not self.db.try_xact_lock():
                         self.log.warning("fk.not_validated", action=step.action, table=table,
                                          constraint=name, reason="migration lock busy; next run retries")
@@ -680,20 +688,40 @@ class _Job:
             except DatabaseFault as fault:
                 if fault.connection_lost:
                     raise
-                live = self.inspect().live.get(table)
-                fk = live.foreign_key(name) if live else None
-                count = self.db.count(q.count_orphans(self.schema, table, fk)) if fk else 0
-                orphans += count
-                if fault.sqlstate in _ROWS_BREAK_IT:  # not for a lock timeout: the next run tries again
-                    self._mark_refused(table, name, count)
+                if fault.sqlstate not in _ROWS_BREAK_IT:  # not the rows: nothing marked, the next run retries
+                    self.log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
+                                     sqlstate=fault.sqlstate, reason=fault.message,
+                                     note=_NOT_NOW.get(fault.sqlstate or "", "the next run tries again"))
+                    continue
+                count = self._count_orphans(table, name)
+                orphans += count or 0
+                self._mark_refused(table, name, count)
                 self.log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
                                  orphan_rows=count, sqlstate=fault.sqlstate, reason=fault.message,
-                                 note="new writes are checked; existing rows that break it are kept")
+                                 note="new writes are checked; existing rows that break it are kept"
+                                 + ("" if count is not None else
+                                    "; they were not counted: the count outlasted statement_timeout"))
         return orphans
 
-    def _mark_refused(self, table: str, name: str, rows: int) -> None:
+    def _count_orphans(self, table: str, name: str) -> int | None:
+        """The rows a foreign key's validation refused, counted under statement_timeout (the count scans
+        the table too); None when it ran out.  A CHECK's count is 0: only its refusal is known."""
+        live = self.inspect().live.get(table)
+        fk = live.foreign_key(name) if live else None
+        if fk is None:
+            return 0
+        try:
+            with self._transaction():
+                return self.db.count(q.count_orphans(self.schema, table, fk))
+        except DatabaseFault as fault:
+            if fault.connection_lost:
+                raise
+            return None
+
+    def _mark_refused(self, table: str, name: str, rows: int | None) -> None:
         """So that the next pod start does not scan the table again for nothing."""
-        broken = {0: "existing rows break it", 1: "1 row breaks it"}.get(rows, f"{rows} rows break it")
+        broken = {None: "existing rows break it (not counted)", 0: "existing rows break it",
+                  1: "1 row breaks it"}.get(rows, f"{rows} rows break it")
         reason = (f"not validated on {time.strftime('%Y-%m-%d')}: {broken}; VALIDATE CONSTRAINT once they"
                   " are fixed, or run with DB_INIT_HEAL=always")
         try:
