@@ -92,7 +92,7 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -
         plan = job.plan()
         # Constraints left NOT VALID by a run that stopped before validating them are validated by the
         # next; those whose rows refused it only with --heal always (each try scans the table).
-        if mode == "plan" or (plan.empty and not plan.validations):
+        if mode == "plan" or not plan.pending:
             return RunResult(plan, applied=False)
         if plan.locks:  # the opt-in guard of job.lockguard: before the lock, nothing applied
             from job.lockguard import refuse_blocking
@@ -134,7 +134,8 @@ def announce(plan: Plan, schema: str, log: Any) -> None:
         log.warning("plan.note", note=note)
     for line in plan.unresolved:
         log.warning("drift.found", difference=line, note="left for a human; not changed")
-    log.info("plan.ready", schema=schema, steps=len(plan.steps), actions=[s.action for s in plan.steps])
+    log.info("plan.ready", schema=schema, steps=len(plan.steps), actions=[s.action for s in plan.steps],
+             validations=len(plan.validations), pending=plan.pending)
 
 
 class _Busy(Exception):
@@ -150,6 +151,7 @@ class _Job:
     pooled: bool
     _replays: dict[tuple[str, ...], Catalog | None] = field(default_factory=dict)
     committed: list[str] = field(default_factory=list)  # what this run has committed, in order
+    validated: int = 0  # constraints this run validated, or marked as refused by their rows
 
     @property
     def schema(self) -> str:
@@ -258,9 +260,10 @@ class _Job:
                 self._migrate(unit, wait)
             orphans = self._validate(plan)
             drift = self._check() if plan.steps else ()
-        if not plan.steps:
+        if not plan.pending:
             self.log.info("apply.nothing_left", reason="another runner applied everything meanwhile")
-        return RunResult(plan, applied=bool(plan.steps), differences=drift, orphans=orphans)
+        return RunResult(plan, applied=bool(plan.steps) or self.validated > 0, differences=drift,
+                         orphans=orphans)
 
     def _prepare(self, wait: LockWait) -> Plan:
         """The plan, made again under the lock; its repairs committed in one transaction, then each
@@ -684,6 +687,7 @@ class _Job:
                                          constraint=name, reason="migration lock busy; next run retries")
                         continue
                     self.db.execute(step.statements)
+                self.validated += 1
                 self.log.info("step.applied", action=step.action, summary=step.summary, **step.details)
             except DatabaseFault as fault:
                 if fault.connection_lost:
@@ -727,6 +731,7 @@ class _Job:
         try:
             with self._transaction():
                 self.db.execute([q.mark_not_validated(self.schema, table, name, reason)])
+            self.validated += 1
         except DatabaseFault as fault:
             if fault.connection_lost:
                 raise
