@@ -18,7 +18,6 @@ from jobtools import (
     rows_by_table,
     run_job,
     start_job,
-    wait_for_job_session,
 )
 from pgcluster import Db
 from scenarios import STATES
@@ -168,21 +167,21 @@ def test_both_session_tables_populated_are_merged_and_session_wins_on_shared_ids
         assert kept == lower  # the old table, whole, under its dated name
 
 
-def test_a_row_written_to_the_empty_session_during_its_drop_is_merged_not_fatal(db: Db) -> None:
-    """The drop's guard finds the row under its lock and refuses; the job plans again within its lock
+def race_a_row_into_the_empty_session(db: Db, url: str) -> None:
+    """both_lower_empty; an old pod's INSERT into "session", committed while the job waits to lock it for
+    the drop. The guard finds the row under its lock and refuses; the job plans again within its lock
     budget: "session" now holds a row, so it is merged into "Session" (a retry that succeeds)."""
     with db.connect() as conn:
         STATES["both_lower_empty"](conn, "public", MIGRATIONS_DIR)
     with db.cluster.admin(db.name) as writer, db.connect() as watcher:
-        writer.autocommit = False  # an old pod's INSERT, committed while the job waits for its lock
+        writer.autocommit = False
         writer.execute('INSERT INTO "session" ("id", "shop", "state", "isOnline", "accessToken") VALUES'
                        " ('offline_late.myshopify.com', 'late.myshopify.com', 's', false, 'shpat_late')")
         started = time.monotonic()
-        proc = start_job(db.url)
-        pid = wait_for_job_session(db)
+        proc = start_job(url)
         deadline = time.monotonic() + 30
-        while not watcher.execute("SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted"
-                                  " AND relation = 'public.session'::regclass", (pid,)).fetchone():
+        while not watcher.execute("SELECT 1 FROM pg_locks WHERE NOT granted"
+                                  " AND relation = 'public.session'::regclass").fetchone():
             assert time.monotonic() < deadline and proc.poll() is None, "the job never waited for session"
             time.sleep(0.02)
         writer.commit()
@@ -196,6 +195,10 @@ def test_a_row_written_to_the_empty_session_during_its_drop_is_merged_not_fatal(
                             ).fetchone() == ("shpat_late",)
         assert conn.execute("SELECT to_regclass('session'), to_regclass(%s) IS NOT NULL", (KEPT,)
                             ).fetchone() == (None, True)
+
+
+def test_a_row_written_to_the_empty_session_during_its_drop_is_merged_not_fatal(db: Db) -> None:
+    race_a_row_into_the_empty_session(db, db.url)
 
 
 def test_plan_prints_the_steps_and_changes_nothing(db: Db) -> None:
