@@ -511,11 +511,13 @@ class _Job:
             self.db.execute([rename])
             return late
 
+        last = time.monotonic()
         late = self._unit(step, wait, finish, steps=None)
         self.log.info("step.applied", action=step.action, summary=step.summary, transaction_ms=round(
             (time.monotonic() - started) * 1000, 1), **{**step.details, "rows_copied": copied_total + late,
                                                         "rows_read": seen_total, "batches": batches,
-                                                        "rows_copied_last": late})
+                                                        "rows_copied_last": late, "last_transaction_ms":
+                                                        round((time.monotonic() - last) * 1000, 1)})
         self._repairs_committed()
 
     def _unit(self, step: Step, wait: LockWait, body: Callable[[], T], *, steps: Sequence[Step] | None,
