@@ -2,8 +2,7 @@
 
 Layout: ``<dir>/migration_lock.toml`` naming the provider (optional: Prisma checks the
 provider only when the file exists), and one ``<dir>/<name>/migration.sql`` per migration,
-applied in name order.  The
-checksum is Prisma's: the lowercase SHA-256 hex of the file's bytes.
+applied in name order.  The checksum is Prisma's: the lowercase SHA-256 hex of the file's bytes.
 """
 
 from __future__ import annotations

@@ -699,30 +699,32 @@ class _Job:
                                      sqlstate=fault.sqlstate, reason=fault.message,
                                      note=_NOT_NOW.get(fault.sqlstate or "", "the next run tries again"))
                     continue
-                count = self._count_orphans(table, name)
+                count, not_counted = self._count_orphans(table, name)
                 orphans += count or 0
                 self._mark_refused(table, name, count)
                 self.log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
                                  orphan_rows=count, sqlstate=fault.sqlstate, reason=fault.message,
                                  note="new writes are checked; existing rows that break it are kept"
-                                 + ("" if count is not None else
-                                    "; they were not counted: the count outlasted statement_timeout"))
+                                 + (f"; they were not counted: {not_counted}" if not_counted else ""))
         return orphans
 
-    def _count_orphans(self, table: str, name: str) -> int | None:
+    def _count_orphans(self, table: str, name: str) -> tuple[int | None, str]:
         """The rows a foreign key's validation refused, counted under statement_timeout (the count scans
-        the table too); None when it ran out.  A CHECK's count is 0: only its refusal is known."""
+        the table too); when it could not be counted, None and why.  A CHECK's count is 0: only its
+        refusal is known."""
         live = self.inspect().live.get(table)
         fk = live.foreign_key(name) if live else None
         if fk is None:
-            return 0
+            return 0, ""
         try:
             with self._transaction():
-                return self.db.count(q.count_orphans(self.schema, table, fk))
+                return self.db.count(q.count_orphans(self.schema, table, fk)), ""
         except DatabaseFault as fault:
             if fault.connection_lost:
                 raise
-            return None
+            timed_out = fault.sqlstate == "57014" and "statement timeout" in fault.message
+            return None, ("the count outlasted statement_timeout" if timed_out
+                          else f"{fault.message} (SQLSTATE {fault.sqlstate})")
 
     def _mark_refused(self, table: str, name: str, rows: int | None) -> None:
         """So that the next pod start does not scan the table again for nothing."""
