@@ -61,7 +61,8 @@ class RunResult:
     plan: Plan  # what was applied (run) or would be (plan)
     applied: bool  # False for a dry run or when there was nothing to do
     differences: tuple[str, ...] = ()  # verify's findings; after a run, the drift left
-    orphans: int = 0  # rows left pointing at nothing by constraints that could not be validated
+    orphans: int | None = 0  # rows left pointing at nothing by constraints that could not be validated
+    # (None: some could not be counted)
 
 
 def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False) -> RunResult:
@@ -673,13 +674,13 @@ class _Job:
                          migration=step.migration, sqlstate=fault.sqlstate, reason=fault.message)
         time.sleep(delay)
 
-    def _validate(self, plan: Plan) -> int:
+    def _validate(self, plan: Plan) -> int | None:
         """VALIDATE each new constraint in its own transaction; count and report what stops it.
 
         Never under statement_timeout: VALIDATE takes SHARE UPDATE EXCLUSIVE, which blocks no app
         read or write, and a scan cut short would be tried again at every pod start, forever.
         lock_timeout still bounds its wait for the lock."""
-        orphans = 0
+        orphans: int | None = 0
         for step in plan.validations:
             table, name = str(step.details["table"]), str(step.details["constraint"])
             try:
@@ -700,7 +701,7 @@ class _Job:
                                      note=_NOT_NOW.get(fault.sqlstate or "", "the next run tries again"))
                     continue
                 count, not_counted = self._count_orphans(table, name)
-                orphans += count or 0
+                orphans = None if orphans is None or count is None else orphans + count
                 self._mark_refused(table, name, count)
                 self.log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
                                  orphan_rows=count, sqlstate=fault.sqlstate, reason=fault.message,

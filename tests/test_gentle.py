@@ -338,7 +338,7 @@ def test_an_orphan_count_that_outlasts_statement_timeout_is_not_counted_and_mark
     assert run.code == 0, run.stderr[-3000:]
     refused = run.event("fk.not_validated")
     assert refused["sqlstate"] == "23503" and refused["orphan_rows"] is None
-    assert "not counted" in refused["note"] and run.summary["orphan_rows"] == 0
+    assert "not counted" in refused["note"] and run.summary["orphan_rows"] is None
     assert time.monotonic() - started < 30
     with db.connect() as conn:
         mark = conn.execute("SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname ="
