@@ -17,9 +17,11 @@ what HISTORY.md tells about one Shopify app, behind the narrow hook ``History``:
   - both, "Session" empty: the empty "Session" is dropped and "session" takes its name;
   - both populated: every row of "session" whose id "Session" lacks is copied into
     "Session", in batches of short transactions (a rerun after an interruption copies
-    only what is still missing).  On the same id, the row already in "Session" wins: it is the one the
-    running app wrote last, since the app went back to "Session".  The row that lost
-    is not deleted: the old table is kept, whole, as "session_merged_<YYYYMMDD>".
+    only what is still missing); then one last transaction stops writes to "session" (SHARE ROW
+    EXCLUSIVE), copies the ids still missing (rows an old pod wrote meanwhile) and renames it,
+    so no row written to "session" is left behind.  On the same id, the row already in "Session"
+    wins: it is the one the running app wrote last, since the app went back to "Session".  The row
+    that lost is not deleted: the old table is kept, whole, as "session_merged_<YYYYMMDD>".
 
   An app whose own model is named "session" has "session" in its contract: then
   nothing here touches it.
@@ -127,7 +129,8 @@ def _merge(state: DatabaseState, live: Schema, contract_columns: tuple[str, ...]
         "merge_session_tables",
         f'copy {copied} sessions from "{LOWER}" into "{UPPER}" ({shared} ids in both: "{UPPER}"\'s row'
         f' kept), then keep "{LOWER}" whole as "{kept_as}"',
-        (q.copy_missing_batch(schema, LOWER, UPPER, columns), q.rename_table(schema, LOWER, kept_as)),
+        (q.copy_missing_batch(schema, LOWER, UPPER, columns), q.lock_against_writes(schema, LOWER),
+         q.copy_missing(schema, LOWER, UPPER, columns), q.rename_table(schema, LOWER, kept_as)),
         details={"rows_in_session": lower_rows, "rows_in_Session": upper_rows, "shared_ids": shared,
                  "rows_copied": copied, "kept_as": kept_as})
     return Resolution((), step, live)

@@ -23,6 +23,7 @@ from job import __version__, logs, signals
 from job.config import SETTINGS, Setting, load_config, load_logging
 from job.errors import OUTCOME_BY_CODE, OUTCOMES, PLAN_CHANGES_PENDING, ExitCode, Interrupted, JobError
 from job.fleetconfig import FLEET_SETTINGS
+from job.plan import how_it_runs
 from job.redact import redact
 from job.run import RunResult, execute
 from job.steps import Step
@@ -228,15 +229,14 @@ def _plan(log: Any, result: RunResult, started: float, *, as_json: bool, detaile
     with --exit-code, pending changes end 10. What the lock guard would refuse ends 5, as run would."""
     _print_plan(result, as_json=as_json)
     plan = result.plan
-    pending = not plan.empty  # what run would apply; validations alone are retried only with it
-    fields = {"changes_pending": pending, "steps": len(plan.steps), "validations": len(plan.validations),
+    fields = {"changes_pending": plan.pending, "steps": len(plan.steps), "validations": len(plan.validations),
               "unresolved": len(plan.unresolved)}
     if plan.locks:
         from job.lockguard import refusal
         if (refused := refusal(plan, refuse_rows)) is not None:
             _finish(log, ExitCode.NEEDS_HUMAN, started, reason=refused, fields=fields)
             return ExitCode.NEEDS_HUMAN
-    code = PLAN_CHANGES_PENDING if detailed and pending else ExitCode.OK
+    code = PLAN_CHANGES_PENDING if detailed and plan.pending else ExitCode.OK
     _finish(log, ExitCode.OK, started, fields=fields | {"exit_code": code})
     return code
 
@@ -276,18 +276,20 @@ def _print_plan(result: RunResult, *, as_json: bool) -> None:
                     "ledger_change": s.ledger_change, "sql": s.sql_text(), "details": s.details,
                     "units": [{"statements": [u.first + 1, u.last], "line": u.line,
                                "transaction": u.transaction, "why": u.why, "sql": u.text} for u in s.units]}
-        print(json.dumps({"changes_pending": bool(plan.steps or plan.validations),
+        print(json.dumps({"changes_pending": plan.pending,
                           "steps": [doc(s) for s in plan.steps],
                           "after_commit": [doc(s) for s in plan.validations],
                           "notes": list(plan.notes), "unresolved": list(plan.unresolved),
                           "locks": [e.fields() for e in plan.locks]}, indent=2))
         return
-    if not plan.steps and not plan.validations:
+    if not plan.pending:
         print("Nothing to do: the database is up to date." if not plan.unresolved
               else "Nothing the job would change on its own.")
-    elif plan.steps:
-        print("-- one transaction:")
+    header = ""
     for n, step in enumerate(plan.steps, 1):
+        if (how := how_it_runs(plan, step)) != header:
+            header = how
+            print(f"-- {how}:")
         print(f"-- step {n}: {step.summary}")
         if step.units:
             for number, unit in enumerate(step.units, 1):

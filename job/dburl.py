@@ -9,7 +9,7 @@ parameter is translated, kept or dropped on purpose.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, unquote_plus
 
 from job.errors import ConfigError
 from job.redact import MASK, register_secret
@@ -53,6 +53,9 @@ def parse_database_url(url: str) -> DatabaseTarget:
         raise ConfigError("database URL is not a URL: expected postgresql://USER:PASSWORD@HOST:PORT/DB")
     if scheme.lower() not in ("postgresql", "postgres"):
         raise ConfigError(f"database URL scheme {scheme[:20]!r} is not supported: use postgresql://")
+    # Before anything is parsed, everything ahead of the last "@" may be the userinfo: a password
+    # holding an unencoded "/", "?" or "#" would otherwise surface, cut, as a port or a parameter.
+    secret = _Secret(*rest.rpartition("@")[::2])
     netloc, _, tail = rest.partition("/")
     path, _, query = tail.partition("?")
     if "?" in netloc:  # postgresql://host?host=/cloudsql/... (no path)
@@ -69,7 +72,7 @@ def parse_database_url(url: str) -> DatabaseTarget:
         conninfo["user"] = unquote(user)
     if has_pw and password:
         conninfo["password"] = unquote(password)
-    conninfo.update(_hosts(hostlist))
+    conninfo.update(_hosts(hostlist, secret))
     dbname = unquote(path)
     if dbname:
         conninfo["dbname"] = dbname
@@ -79,7 +82,7 @@ def parse_database_url(url: str) -> DatabaseTarget:
         if key == "schema":
             schema = value
         elif key == "pgbouncer":
-            pgbouncer = _bool(key, value)
+            pgbouncer = _bool(key, value, secret)
         elif key == "sslcert":
             # Prisma's sslcert is the server's CA certificate, which libpq calls sslrootcert.
             conninfo["sslrootcert"] = value
@@ -87,22 +90,45 @@ def parse_database_url(url: str) -> DatabaseTarget:
             raise ConfigError("sslidentity (a PKCS#12 bundle) is not supported by libpq: "
                               "give the client certificate as sslkey plus a PEM sslrootcert")
         elif key == "sslmode":
-            conninfo["sslmode"] = _sslmode(value)
+            conninfo["sslmode"] = _sslmode(value, secret)
         elif key in _LIBPQ:
             if key in ("password", "sslpassword"):
                 register_secret(value)
             conninfo[key] = value
         else:
             # Prisma-only or unknown: Prisma ignores unknown parameters, and so do we.
-            dropped.append(key if key in _PRISMA_ONLY else f"{key} (unknown)")
+            dropped.append(key if key in _PRISMA_ONLY else f"{key} (unknown)" if secret.shows(key)
+                           else "a parameter not shown (it may be part of the password)")
     _check_schema(schema)
     pgbouncer = pgbouncer or _supabase_transaction_pooler(conninfo)
     return DatabaseTarget(conninfo=conninfo, schema=schema, pgbouncer=pgbouncer,
-                          display=_display(scheme, user, has_pw, hostlist, path, query),
+                          display=_display(scheme, user, has_pw, *(p if secret.shows(p) else MASK
+                                                                    for p in (hostlist, path, query))),
                           dropped_params=tuple(dropped))
 
 
-def _hosts(hostlist: str) -> dict[str, str]:
+@dataclass(frozen=True)
+class _Secret:
+    """The URL split at its last "@": what an error may quote comes from after it only."""
+
+    before: str  # possibly user and password (empty without an "@"): never quoted
+    after: str
+
+    def shows(self, value: str) -> bool:
+        if not self.before or not value:
+            return True
+        seen_after = value in self.after or value in unquote_plus(self.after)
+        return seen_after and value not in self.before and value not in unquote(self.before)
+
+    def quote(self, value: str, limit: int) -> str:
+        """`` 'value'`` for an error message, or a note saying why it is not shown."""
+        if self.shows(value):
+            return f" {value[:limit]!r}"
+        return (" (not shown: it may be part of the password; a '/', '?' or '#' in the password must be"
+                " percent-encoded)")
+
+
+def _hosts(hostlist: str, secret: _Secret) -> dict[str, str]:
     """``h1:5432,h2`` -> libpq's comma-separated host and port lists."""
     if not hostlist:
         return {}
@@ -114,7 +140,7 @@ def _hosts(hostlist: str) -> dict[str, str]:
         else:
             host, _, port = item.partition(":")
         if port and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ConfigError(f"database URL has an invalid port {port[:10]!r}")
+            raise ConfigError(f"database URL has an invalid port{secret.quote(port, 10)}")
         hosts.append(unquote(host))
         ports.append(port)
     out = {"host": ",".join(hosts)}
@@ -130,18 +156,19 @@ def _supabase_transaction_pooler(conninfo: dict[str, str]) -> bool:
     return any(h.endswith(".pooler.supabase.com") and p == "6543" for h, p in zip(hosts, ports, strict=False))
 
 
-def _bool(key: str, value: str) -> bool:
+def _bool(key: str, value: str, secret: _Secret) -> bool:
     if value.lower() in _TRUE:
         return True
     if value.lower() in _FALSE:
         return False
-    raise ConfigError(f"URL parameter {key} must be true or false, not {value[:20]!r}")
+    raise ConfigError(f"URL parameter {key} must be true or false, not{secret.quote(value, 20)}")
 
 
-def _sslmode(value: str) -> str:
+def _sslmode(value: str, secret: _Secret) -> str:
     allowed = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
     if value not in allowed:
-        raise ConfigError(f"URL parameter sslmode={value[:20]!r} is not one of {', '.join(allowed)}")
+        raise ConfigError(f"URL parameter sslmode{secret.quote(value, 20)} is not one of"
+                          f" {', '.join(allowed)}")
     return value
 
 
@@ -160,5 +187,5 @@ def _display(scheme: str, user: str, has_pw: str, hostlist: str, path: str, quer
     cred = f"{user}:{MASK}@" if has_pw else (f"{user}@" if user else "")
     pairs = [(k, MASK if k in ("password", "sslpassword") else v)
              for k, v in parse_qsl(query, keep_blank_values=True)]
-    q = "&".join(f"{k}={v}" for k, v in pairs)
+    q = MASK if query == MASK else "&".join(f"{k}={v}" for k, v in pairs)
     return f"{scheme}://{cred}{hostlist}/{path}" + (f"?{q}" if q else "")

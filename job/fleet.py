@@ -157,10 +157,11 @@ def inspect(base: Config) -> Work:
             status = {"pending": list(pending), "failed_rows": plan.ledger_rows_repaired,
                       "repairs": len(plan.prepare) - plan.ledger_rows_repaired,
                       "drift": list(plan.unresolved), "last_applied": applied[-1] if applied else None}
-            code = PLAN_CHANGES_PENDING if not plan.empty else ExitCode.DRIFT if plan.unresolved \
+            code = PLAN_CHANGES_PENDING if plan.pending else ExitCode.DRIFT if plan.unresolved \
                 else ExitCode.OK
             return TargetResult(target.name, target.group, code, 0.0, status=status,
-                                reason=f"{len(plan.steps)} change(s) pending" if not plan.empty
+                                reason=f"{len(plan.steps) + len(plan.validations)} change(s) pending"
+                                if plan.pending
                                 else f"{len(plan.unresolved)} difference(s) left for a human"
                                 if plan.unresolved else None)
         return _guarded(target, log, body)

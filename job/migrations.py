@@ -1,8 +1,8 @@
 """The migrations folder, read exactly as Prisma Migrate reads it.
 
-Layout: ``<dir>/migration_lock.toml`` naming the provider, and one
-``<dir>/<name>/migration.sql`` per migration, applied in name order.  The
-checksum is Prisma's: the lowercase SHA-256 hex of the file's bytes.
+Layout: ``<dir>/migration_lock.toml`` naming the provider (optional: Prisma checks the
+provider only when the file exists), and one ``<dir>/<name>/migration.sql`` per migration,
+applied in name order.  The checksum is Prisma's: the lowercase SHA-256 hex of the file's bytes.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _check_provider(lock_file: Path) -> None:
     try:
         text = lock_file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{lock_file} is missing: not a Prisma migrations folder") from None
+        return  # `prisma migrate deploy` applies a folder without one; it checks only a file it finds
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {lock_file}: {exc}") from None
     try:

@@ -66,6 +66,12 @@ class Plan:
         return not self.steps
 
     @property
+    def pending(self) -> bool:
+        """`run` would change the database: a step to apply, or a constraint to validate (a table scan).
+        The one definition: plan's exit code and JSON, ``plan.ready`` and ``run.finished`` all use it."""
+        return bool(self.steps or self.validations)
+
+    @property
     def migrations_applied(self) -> tuple[str, ...]:
         return tuple(s.migration for s in self.migrations if s.migration)
 
@@ -75,6 +81,30 @@ class Plan:
 
 
 EMPTY = Plan((), (), (), (), ())
+
+
+def how_it_runs(plan: Plan, step: Step) -> str:
+    """How ``step`` of ``plan`` will run, as the text plan heads each part (job.cli)."""
+    if any(step is s for s in plan.prepare):
+        return "the repairs, all in one transaction (a failure rolls them all back and stops the run)"
+    if any(step is s for s in plan.healing):
+        if step.outside_transaction:
+            return "healing outside a transaction (CONCURRENTLY), each statement on its own; never fatal"
+        return "healing, each step in its own transaction; never fatal"
+    if any(step is s for s in plan.merge):
+        return (f"the session merge: batches of {q.MERGE_BATCH_ROWS} ids, each in its own transaction,"
+                ' then one transaction that stops writes to "session", copies the ids still missing and'
+                " renames it")
+    return migration_header(step)
+
+
+def migration_header(step: Step) -> str:
+    """How a pending migration will run: the one place that says it (for files run as several units)."""
+    if step.units:
+        return ("a migration PostgreSQL will not run as one transaction, in the fewest units it allows (each"
+                " one transaction, or one statement outside any), its ledger row counting the statements"
+                " committed")
+    return "each migration in its own transaction with its ledger row, as `prisma migrate deploy` runs it"
 
 
 def settled(state: DatabaseState, migrations: Sequence[Migration]) -> bool:

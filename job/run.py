@@ -56,6 +56,10 @@ _UNIQUE_VIOLATION = "23505"
 PROGRESS_FIRST_S, PROGRESS_EVERY_S = 5.0, 10.0
 _ROWS_BREAK_IT = {"23503", "23514", "23502"}  # a foreign key, CHECK or NOT NULL that rows violate
 _NOT_CREATED = "creating it is off (--no-create-database or DB_INIT_CREATE_DATABASE=false)"
+# Why a validation that rows did not refuse stopped; none of it is marked: the next run tries again.
+_NOT_NOW = {"55P03": "its table stayed locked past lock_timeout; the next run tries again",
+            "57014": "the validation was cancelled; the next run tries again",
+            "40P01": "a deadlock with another session; the next run tries again"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ class RunResult:
     plan: Plan  # what was applied (run) or would be (plan)
     applied: bool  # False for a dry run or when there was nothing to do
     differences: tuple[str, ...] = ()  # verify's findings; after a run, the drift left
-    orphans: int = 0  # rows left pointing at nothing by constraints that could not be validated
+    orphans: int | None = 0  # rows left pointing at nothing by constraints that could not be validated
+    # (None: some could not be counted)
     migrations_applied: tuple[str, ...] = ()  # what this run committed (not what another runner did)
 
 
@@ -113,7 +118,7 @@ def execute(config: Config, *, mode: str, log: Any, allow_extra: bool = False,
         plan = job.plan()
         # Constraints left NOT VALID by a run that stopped before validating them are validated by the
         # next; those whose rows refused it only with --heal always (each try scans the table).
-        if mode == "plan" or (plan.empty and not plan.validations):
+        if mode == "plan" or not plan.pending:
             return RunResult(plan, applied=False)
         if plan.locks:  # the opt-in guard of job.lockguard: before the lock, nothing applied
             from job.lockguard import refuse_blocking
@@ -174,7 +179,8 @@ def announce(plan: Plan, schema: str, log: Any) -> None:
         log.warning("plan.note", note=note)
     for line in plan.unresolved:
         log.warning("drift.found", difference=line, note="left for a human; not changed")
-    log.info("plan.ready", schema=schema, steps=len(plan.steps), actions=[s.action for s in plan.steps])
+    log.info("plan.ready", schema=schema, steps=len(plan.steps), actions=[s.action for s in plan.steps],
+             validations=len(plan.validations), pending=plan.pending)
 
 
 class _Busy(Exception):
@@ -190,6 +196,7 @@ class _Job:
     pooled: bool
     _replays: dict[tuple[str, ...], Catalog | None] = field(default_factory=dict)
     committed: list[str] = field(default_factory=list)  # what this run has committed, in order
+    validated: int = 0  # constraints this run validated, or marked as refused by their rows
     applied_migrations: list[str] = field(default_factory=list)  # migrations this run applied
     _progress: Progress = field(default_factory=lambda: Progress(0, 0))  # of the file being run in units
     _spanning: bool = False  # behind a pooler: a second connection holds the lock across statements
@@ -319,35 +326,60 @@ class _Job:
                 self._migrate(unit, wait)
             orphans = self._validate(plan)
             drift = self._check() if plan.steps else ()
-        if not plan.steps:
+        if not plan.pending:
             self.log.info("apply.nothing_left", reason="another runner applied everything meanwhile")
-        return RunResult(plan, applied=bool(plan.steps), differences=drift, orphans=orphans,
-                         migrations_applied=tuple(self.applied_migrations))
+        return RunResult(plan, applied=bool(plan.steps) or self.validated > 0, differences=drift,
+                         orphans=orphans, migrations_applied=tuple(self.applied_migrations))
 
     def _prepare(self, wait: LockWait) -> Plan:
         """The plan, made again under the lock; its repairs committed in one transaction, then each
         healing step in its own short one (a failure there is reported, never fatal: `prisma migrate
         deploy` would not have stopped on it), then the session merge."""
-        if not self.pooled:
-            plan = self.plan(quiet=True)
-            self._repairs(plan.prepare, wait)
-        else:
-            holder: list[Plan] = []
-
-            def replan_and_repair() -> None:  # behind a pooler the lock lasts as long as this transaction
-                holder[:] = [self.plan(quiet=True)]
-                self.db.execute([s for st in holder[0].prepare for s in st.statements])
-
-            started = time.monotonic()
-            self._unit(Step("prepare", "the repairs", ()), wait, replan_and_repair, steps=None, began=started)
-            plan = holder[0]
-            self._log_applied(plan.prepare, started)
+        plan = self._repaired(wait)
         skipped = [line for step in plan.healing if (line := self._heal_one(step, wait))]
         for step in plan.merge:
             self._merge(step, wait)
         if skipped:
             plan = replace(plan, unresolved=plan.unresolved + tuple(skipped))
         return plan
+
+    def _repaired(self, wait: LockWait) -> Plan:
+        """The repairs of a plan made under the lock.  A session table planned as empty that gained a
+        row before its drop (the guard of q.drop_if_empty refuses it; nothing applied) is planned
+        again, within the lock budget: with rows in both tables, it is merged instead."""
+        deadline, attempt = wait.started + self.config.lock_timeout, 0
+        while True:
+            attempt += 1
+            try:
+                return self._repair_once(wait)
+            except MigrationFailed as failed:
+                if failed.fields.get("sqlstate") != q.GAINED_ROWS:
+                    raise
+                delay = min(0.2 * 2 ** attempt, 5.0) * random.uniform(0.5, 1.5)
+                if time.monotonic() + delay >= deadline:
+                    raise LockBusy(f"a session table planned as empty kept gaining rows until the lock budget"
+                                   f" ran out ({failed.reason})", attempts=attempt,
+                                   committed=list(self.committed)) from None
+                self.log.warning("apply.replan", attempt=attempt, delay_s=round(delay, 2),
+                                 sqlstate=q.GAINED_ROWS, reason=failed.reason,
+                                 note="an empty table gained rows before its drop: planned again")
+                time.sleep(delay)
+
+    def _repair_once(self, wait: LockWait) -> Plan:
+        if not self.pooled:
+            plan = self.plan(quiet=True)
+            self._repairs(plan.prepare, wait)
+            return plan
+        holder: list[Plan] = []
+
+        def replan_and_repair() -> None:  # behind a pooler the lock lasts as long as this transaction
+            holder[:] = [self.plan(quiet=True)]
+            self.db.execute([s for st in holder[0].prepare for s in st.statements])
+
+        started = time.monotonic()
+        self._unit(Step("prepare", "the repairs", ()), wait, replan_and_repair, steps=None, began=started)
+        self._log_applied(holder[0].prepare, started)
+        return holder[0]
 
     def _repairs(self, steps: Sequence[Step], wait: LockWait) -> None:
         statements = [s for step in steps for s in step.statements]
@@ -523,9 +555,11 @@ class _Job:
             thread.join(timeout=5)
 
     def _merge(self, step: Step, wait: LockWait) -> None:
-        """The two session tables: copied in batches, each its own short transaction, then the old
-        table renamed aside.  Interrupted, the next run copies only the ids still missing."""
-        batch, rename = step.statements
+        """The two session tables: copied in batches, each its own short transaction; then, in one
+        last transaction, writes to the old table stopped, the ids still missing copied (an old pod's
+        rows written meanwhile) and the old table renamed aside: no row written to it is left
+        behind.  Interrupted, the next run copies only the ids still missing."""
+        batch, stop_writes, last_copy, rename = step.statements
         started = time.monotonic()
         after: str | None = None
         seen_total = copied_total = batches = 0
@@ -538,10 +572,20 @@ class _Job:
             seen_total, copied_total = seen_total + seen, copied_total + copied
             self._repairs_committed()
             self.log.debug("merge.batch", batch=batches, rows_read=seen, rows_copied=copied)
-        self._unit(step, wait, lambda: self.db.execute([rename]), steps=None)
+
+        def finish() -> int:
+            self.db.execute([stop_writes])
+            late = int(self.db.fetch_one(last_copy, {})[0])
+            self.db.execute([rename])
+            return late
+
+        last = time.monotonic()
+        late = self._unit(step, wait, finish, steps=None)
         self.log.info("step.applied", action=step.action, summary=step.summary, transaction_ms=round(
-            (time.monotonic() - started) * 1000, 1), **{**step.details, "rows_copied": copied_total,
-                                                        "rows_read": seen_total, "batches": batches})
+            (time.monotonic() - started) * 1000, 1), **{**step.details, "rows_copied": copied_total + late,
+                                                        "rows_read": seen_total, "batches": batches,
+                                                        "rows_copied_last": late, "last_transaction_ms":
+                                                        round((time.monotonic() - last) * 1000, 1)})
         self._repairs_committed()
 
     def _unit(self, step: Step, wait: LockWait, body: Callable[[], T], *, steps: Sequence[Step] | None,
@@ -876,41 +920,69 @@ class _Job:
                          migration=step.migration, sqlstate=fault.sqlstate, reason=fault.message)
         time.sleep(delay)
 
-    def _validate(self, plan: Plan) -> int:
-        """VALIDATE each new constraint in its own short transaction; count and report what stops it."""
-        orphans = 0
+    def _validate(self, plan: Plan) -> int | None:
+        """VALIDATE each new constraint in its own transaction; count and report what stops it.
+
+        Never under statement_timeout: VALIDATE takes SHARE UPDATE EXCLUSIVE, which blocks no app
+        read or write, and a scan cut short would be tried again at every pod start, forever.
+        lock_timeout still bounds its wait for the lock."""
+        orphans: int | None = 0
         for step in plan.validations:
             table, name = str(step.details["table"]), str(step.details["constraint"])
             try:
-                with self._transaction():
+                with self._transaction(statement_timeout=False):
                     if self.pooled and not self.db.try_xact_lock():
                         self.log.warning("fk.not_validated", action=step.action, table=table,
                                          constraint=name, reason="migration lock busy; next run retries")
                         continue
                     self.db.execute(step.statements)
+                self.validated += 1
                 self.log.info("step.applied", action=step.action, summary=step.summary, **step.details)
             except DatabaseFault as fault:
                 if fault.connection_lost:
                     raise
-                live = self.inspect().live.get(table)
-                fk = live.foreign_key(name) if live else None
-                count = self.db.count(q.count_orphans(self.schema, table, fk)) if fk else 0
-                orphans += count
-                if fault.sqlstate in _ROWS_BREAK_IT:  # not for a lock timeout: the next run tries again
-                    self._mark_refused(table, name, count)
+                if fault.sqlstate not in _ROWS_BREAK_IT:  # not the rows: nothing marked, the next run retries
+                    self.log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
+                                     sqlstate=fault.sqlstate, reason=fault.message,
+                                     note=_NOT_NOW.get(fault.sqlstate or "", "the next run tries again"))
+                    continue
+                count, not_counted = self._count_orphans(table, name)
+                orphans = None if orphans is None or count is None else orphans + count
+                self._mark_refused(table, name, count)
                 self.log.warning("fk.not_validated", action=step.action, table=table, constraint=name,
                                  orphan_rows=count, sqlstate=fault.sqlstate, reason=fault.message,
-                                 note="new writes are checked; existing rows that break it are kept")
+                                 note="new writes are checked; existing rows that break it are kept"
+                                 + (f"; they were not counted: {not_counted}" if not_counted else ""))
         return orphans
 
-    def _mark_refused(self, table: str, name: str, rows: int) -> None:
+    def _count_orphans(self, table: str, name: str) -> tuple[int | None, str]:
+        """The rows a foreign key's validation refused, counted under statement_timeout (the count scans
+        the table too); when it could not be counted, None and why.  A CHECK's count is 0: only its
+        refusal is known."""
+        live = self.inspect().live.get(table)
+        fk = live.foreign_key(name) if live else None
+        if fk is None:
+            return 0, ""
+        try:
+            with self._transaction():
+                return self.db.count(q.count_orphans(self.schema, table, fk)), ""
+        except DatabaseFault as fault:
+            if fault.connection_lost:
+                raise
+            timed_out = fault.sqlstate == "57014" and "statement timeout" in fault.message
+            return None, ("the count outlasted statement_timeout" if timed_out
+                          else f"{fault.message} (SQLSTATE {fault.sqlstate})")
+
+    def _mark_refused(self, table: str, name: str, rows: int | None) -> None:
         """So that the next pod start does not scan the table again for nothing."""
-        broken = {0: "existing rows break it", 1: "1 row breaks it"}.get(rows, f"{rows} rows break it")
+        broken = {None: "existing rows break it (not counted)", 0: "existing rows break it",
+                  1: "1 row breaks it"}.get(rows, f"{rows} rows break it")
         reason = (f"not validated on {time.strftime('%Y-%m-%d')}: {broken}; VALIDATE CONSTRAINT once they"
                   " are fixed, or run with DB_INIT_HEAL=always")
         try:
             with self._transaction():
                 self.db.execute([q.mark_not_validated(self.schema, table, name, reason)])
+            self.validated += 1
         except DatabaseFault as fault:
             if fault.connection_lost:
                 raise

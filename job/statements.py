@@ -600,12 +600,15 @@ def count_orphans(schema: str, table: str, fk: ForeignKey) -> sql.Composed:
 GUARD_TAG = "$db_init_guard$"
 
 
+GAINED_ROWS = "55006"  # object_in_use, as drop_if_empty's guard raises it: the runner plans again
+
+
 def drop_if_empty(schema: str, table: str) -> sql.Composed:
     """Drop a table only if it is still empty when locked: never a row lost to a race."""
     return sql.SQL(
         "DO " + GUARD_TAG + " BEGIN LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE;"
         " IF EXISTS (SELECT 1 FROM {t}) THEN RAISE EXCEPTION 'table % gained rows; not dropped', {n}"
-        " USING ERRCODE = 'object_in_use'; END IF; DROP TABLE {t}; END " + GUARD_TAG
+        " USING ERRCODE = '55006'; END IF; DROP TABLE {t}; END " + GUARD_TAG
     ).format(t=sql.Identifier(schema, table), n=sql.Literal(f"{schema}.{table}"))
 
 
@@ -627,6 +630,23 @@ def copy_missing_batch(schema: str, source: str, target: str, columns: Sequence[
         " (SELECT count(*) FROM copied)"
     ).format(cols=cols, source=sql.Identifier(schema, source), target=sql.Identifier(schema, target),
              id=sql.Identifier("id"), limit=sql.Literal(MERGE_BATCH_ROWS))
+
+
+def lock_against_writes(schema: str, table: str) -> sql.Composed:
+    """Stops INSERT, UPDATE and DELETE on ``table`` until the transaction ends; reads go on."""
+    return sql.SQL("LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(schema, table))
+
+
+def copy_missing(schema: str, source: str, target: str, columns: Sequence[str]) -> sql.Composed:
+    """Every row of source whose id target lacks, copied; returns how many.  The merge's last step,
+    under lock_against_writes: the rows written to source since (or behind) the batches."""
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+    return sql.SQL(
+        "WITH copied AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} s WHERE NOT EXISTS"
+        " (SELECT 1 FROM {target} t WHERE t.{id} = s.{id}) ON CONFLICT DO NOTHING RETURNING 1)"
+        " SELECT count(*) FROM copied"
+    ).format(cols=cols, source=sql.Identifier(schema, source), target=sql.Identifier(schema, target),
+             id=sql.Identifier("id"))
 
 
 def count_shared_ids(schema: str, a: str, b: str) -> sql.Composed:

@@ -117,5 +117,6 @@ def _target(entry: object, env: Mapping[str, str]) -> Target:
         if not url.strip():
             raise ConfigError(f"url_env {source[:60]!r}: the variable is not set or empty")
     if "schema" in entry:  # appended: the URL's last ?schema= wins, and is checked as any other
-        url += ("&" if "?" in url else "?") + "schema=" + quote(entry["schema"], safe="")
+        # A "?" before the last "@" is the password's, not the query's (dburl keeps it secret).
+        url += ("&" if "?" in url.rpartition("@")[2] else "?") + "schema=" + quote(entry["schema"], safe="")
     return Target(name, group, parse_database_url(url), source)

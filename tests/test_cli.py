@@ -129,6 +129,49 @@ def test_plan_exit_code_on_a_real_database_pending_then_nothing_to_do(db: Db) ->
     assert done.code == 0 and "Nothing to do" in done.stdout and done.summary["changes_pending"] is False
 
 
+def test_a_constraint_left_not_valid_is_pending_for_plan_its_json_its_log_and_run(db: Db) -> None:
+    """One definition of pending: a validation to run (a table scan) is a change, everywhere."""
+    with db.connect() as conn:
+        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
+        conn.execute('ALTER TABLE "ProductProfile" DROP CONSTRAINT "ProductProfile_tenantId_fkey"')
+        conn.execute('ALTER TABLE "ProductProfile" ADD CONSTRAINT "ProductProfile_tenantId_fkey" FOREIGN KEY'
+                     ' ("tenantId") REFERENCES "Tenant"("id") ON DELETE CASCADE ON UPDATE CASCADE NOT VALID')
+    pending = run_job(db.url, "plan", "--exit-code")
+    assert pending.code == PLAN_CHANGES_PENDING, pending.stderr
+    assert pending.summary["changes_pending"] is True and pending.summary["validations"] == 1
+    assert pending.event("plan.ready")["pending"] is True
+    assert "-- after commit, on its own: validate constraint" in pending.stdout
+    assert "Nothing to do" not in pending.stdout and "-- one transaction" not in pending.stdout
+    as_json = run_job(db.url, "plan", "--json", "--exit-code")
+    assert as_json.code == PLAN_CHANGES_PENDING and json.loads(as_json.stdout)["changes_pending"] is True
+    run = run_job(db.url)
+    assert run.code == 0 and run.summary["changed"] is True, run.stderr[-3000:]
+    done = run_job(db.url, "plan", "--exit-code")
+    assert done.code == 0 and done.summary["changes_pending"] is False
+
+
+def test_the_text_plan_heads_each_part_with_how_it_runs() -> None:
+    from job.steps import Step
+    migrations = tuple(Step("apply_migration", f"apply {m}", (), m) for m in ("m1", "m2"))
+    healing = (Step("add_column", "add a column", ()), Step("add_foreign_key", "add a key", ()),
+               Step("create_index", "build an index", (), outside_transaction=True))
+    plan = Plan(prepare=(Step("create_ledger", "create the ledger", ()),), migrations=migrations,
+                validations=(Step("validate_constraint", "validate constraint c", ()),), notes=(),
+                unresolved=(), healing=healing, merge=(Step("merge_session_tables", "merge", ()),))
+    with redirect_stdout(out := io.StringIO()):
+        cli._print_plan(RunResult(plan, applied=False), as_json=False)
+    lines = out.getvalue().splitlines()
+    heads = [ln for ln in lines if ln.startswith("-- ") and not ln.startswith("-- step ")]
+    assert heads == [
+        "-- the repairs, all in one transaction (a failure rolls them all back and stops the run):",
+        "-- healing, each step in its own transaction; never fatal:",
+        "-- healing outside a transaction (CONCURRENTLY), each statement on its own; never fatal:",
+        '-- the session merge: batches of 5000 ids, each in its own transaction, then one transaction that'
+        ' stops writes to "session", copies the ids still missing and renames it:',
+        "-- each migration in its own transaction with its ledger row, as `prisma migrate deploy` runs it:",
+        "-- after commit, on its own: validate constraint c"]
+
+
 def test_plan_with_drift_prints_the_plan_and_the_drift(db: Db) -> None:
     with db.connect() as conn:
         STATES["fixed"](conn, "public", MIGRATIONS_DIR)

@@ -124,7 +124,6 @@ def _damage(folder: Path, change: str) -> None:
 
 @pytest.mark.parametrize("change, words", [
     ("empty", "holds no"),
-    ("no_lock_file", "migration_lock.toml is missing"),
     ("sqlite", "not 'postgresql'"),
     ("not_utf8", "is not UTF-8"),
     ("garbage_lock", "names provider None"),
@@ -135,6 +134,16 @@ def test_bad_migrations_folder_exits_2(db: Db, tmp_path: Path, change: str, word
     shutil.copytree(MIGRATIONS_DIR, folder)
     _damage(folder, change)
     assert_clean_failure(run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(folder)), 2, words)
+
+
+def test_folder_without_a_lock_file_is_applied_as_prisma_applies_it(db: Db, tmp_path: Path) -> None:
+    """`prisma migrate deploy` checks the provider only when migration_lock.toml exists."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, folder)
+    _damage(folder, "no_lock_file")
+    run = run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(folder))
+    assert run.code == 0, run.stderr
+    assert run.summary["migrations_applied"] == sorted(p.name for p in folder.iterdir() if p.is_dir())
 
 
 # --- 3: database unavailable --------------------------------------------------------------

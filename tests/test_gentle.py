@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -206,6 +207,49 @@ def test_an_interrupted_batched_merge_copies_every_session_exactly_once(db: Db) 
                             ).fetchone() == (len(lower),)
 
 
+def _session_writer(db: Db, name: str, stop: threading.Event, committed: list[str]) -> None:
+    """An old pod: inserts into "session" until it is gone; ``committed``: the ids whose COMMIT returned.
+
+    Its ids sort before the bulk ("a-") and after it ("z-"): behind and ahead of the merge's batches."""
+    with db.connect() as conn:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            sid = f"{'az'[n % 2]}-{name}-{n}"
+            try:
+                conn.execute('INSERT INTO "session" ("id", "shop", "state", "isOnline", "accessToken")'
+                             " VALUES (%s, 'late.myshopify.com', 's', false, 'shpat_late')", (sid,))
+            except psycopg.errors.UndefinedTable:
+                return  # renamed aside: the merge is over
+            committed.append(sid)
+
+
+def test_no_row_written_to_session_during_the_merge_is_lost(db: Db) -> None:
+    """Old pods insert into "session" before, during and after the batches: every row whose INSERT
+    committed ends in "Session" (the last transaction stops writes, copies what is missing, renames)."""
+    with db.connect() as conn:
+        STATES["both_populated"](conn, "public", MIGRATIONS_DIR)
+        add_sessions(conn, "public", "session", 12_000, prefix="bulk", mark="old_")
+    stop, committed = threading.Event(), [list[str]() for _ in range(3)]
+    writers = [threading.Thread(target=_session_writer, args=(db, f"w{i}", stop, ids), daemon=True)
+               for i, ids in enumerate(committed)]
+    for w in writers:
+        w.start()
+    try:
+        run = run_job(db.url, DB_INIT_LOG_LEVEL="debug")
+    finally:
+        stop.set()
+        for w in writers:
+            w.join(timeout=30)
+    assert run.code == 0, run.stderr[-3000:]
+    merged = next(e for e in run.events if e.get("action") == "merge_session_tables")
+    written = {sid for ids in committed for sid in ids}
+    with db.connect() as conn:
+        kept = {r[0] for r in conn.execute('SELECT id FROM "Session"').fetchall()}
+    assert len(written) > 100 and merged["batches"] >= 2
+    assert sorted(written - kept) == [], f"{len(written - kept)} of {len(written)} written rows lost"
+
+
 def test_a_constraint_left_not_valid_by_a_stopped_run_is_validated_by_the_next(db: Db) -> None:
     fixed_with_key_not_valid(db)  # what a run killed between adding a key NOT VALID and validating it leaves
     run = run_job(db.url)
@@ -240,6 +284,68 @@ def test_rows_that_break_a_constraint_are_counted_once_then_left_until_heal_alwa
         rows = conn.execute("SELECT convalidated, obj_description(oid, 'pg_constraint') FROM pg_constraint"
                             " WHERE conname = 'ProductProfile_tenantId_fkey'").fetchall()
         assert rows == [(True, None)]  # validated, and the job's comment taken off
+
+
+SLOW_PLANS = ("enable_hashjoin", "enable_mergejoin", "enable_indexscan", "enable_indexonlyscan",
+              "enable_bitmapscan")
+
+
+def slow_key_not_valid(db: Db, *, orphan: bool) -> None:
+    """A foreign key whose scans (VALIDATE's, the orphan count's) last seconds on 25,000 rows: each
+    product's tenant is the last of 4,001 and the database plans only nested loops over plain scans;
+    with ``orphan``, the first row stored points nowhere (VALIDATE stops there, the count goes on)."""
+    fixed_with_key_not_valid(db)
+    with db.connect() as conn:
+        conn.execute('ALTER TABLE "ProductProfile" DROP CONSTRAINT "ProductProfile_tenantId_fkey"')
+        tenants = ('INSERT INTO "Tenant" ("id", "shop", "updatedAt")'
+                   " SELECT %s || g, %s || g, now() FROM generate_series(%s::int, %s::int) g")
+        conn.execute(tenants, ("pad", "pad.shop", 1, 4000))
+        conn.execute(tenants, ("last", "last.shop", 0, 0))
+        products = ('INSERT INTO "ProductProfile" ("id", "tenantId", "shopifyProductId", "title",'
+                    ' "updatedAt") SELECT \'p\' || g, %s, \'gid://p/\' || g, \'Item\', now()'
+                    " FROM generate_series(%s::int, %s::int) g")
+        if orphan:
+            conn.execute(products, ("no-such-tenant", 0, 0))
+        conn.execute(products, ("last0", 1, 25_000))
+        conn.execute('ALTER TABLE "ProductProfile" ADD CONSTRAINT "ProductProfile_tenantId_fkey" FOREIGN KEY'
+                     ' ("tenantId") REFERENCES "Tenant"("id") ON DELETE CASCADE ON UPDATE CASCADE NOT VALID')
+        for setting in SLOW_PLANS:
+            conn.execute(sql.SQL("ALTER DATABASE {} SET {} = off").format(sql.Identifier(db.name),
+                                                                        sql.Identifier(setting)))
+
+
+def test_a_validation_that_outlasts_statement_timeout_is_not_cut_by_it(db: Db) -> None:
+    """VALIDATE blocks no app query: it runs to its end (here ~2 s past a 1 s statement_timeout), so the
+    next pod start finds nothing to do instead of scanning the table again, forever."""
+    slow_key_not_valid(db, orphan=False)
+    run = run_job(db.url, DB_INIT_STATEMENT_TIMEOUT="1s")
+    assert run.code == 0, run.stderr[-3000:]
+    assert not run.has("fk.not_validated")
+    assert next(e for e in run.events if e.get("action") == "validate_constraint")
+    with db.connect() as conn:
+        assert conn.execute("SELECT convalidated FROM pg_constraint WHERE conname ="
+                            " 'ProductProfile_tenantId_fkey'").fetchone() == (True,)
+    again = run_job(db.url, DB_INIT_STATEMENT_TIMEOUT="1s")
+    assert again.code == 0 and not again.has("lock.acquired")  # the glance: settled
+
+
+def test_an_orphan_count_that_outlasts_statement_timeout_is_not_counted_and_marked(db: Db) -> None:
+    """The count scans the table too: bounded by statement_timeout, and the log says it was not counted
+    (not "0 rows"); the constraint is marked, so later pod starts do not scan it again."""
+    slow_key_not_valid(db, orphan=True)
+    started = time.monotonic()
+    run = run_job(db.url, DB_INIT_STATEMENT_TIMEOUT="1s")
+    assert run.code == 0, run.stderr[-3000:]
+    refused = run.event("fk.not_validated")
+    assert refused["sqlstate"] == "23503" and refused["orphan_rows"] is None
+    assert "not counted" in refused["note"] and run.summary["orphan_rows"] is None
+    assert time.monotonic() - started < 30
+    with db.connect() as conn:
+        mark = conn.execute("SELECT obj_description(oid, 'pg_constraint') FROM pg_constraint WHERE conname ="
+                            " 'ProductProfile_tenantId_fkey'").fetchone()
+        assert mark is not None and "existing rows break it (not counted)" in mark[0]
+    quiet = run_job(db.url, DB_INIT_STATEMENT_TIMEOUT="1s")
+    assert quiet.code == 0 and not quiet.has("lock.acquired") and not quiet.has("fk.not_validated")
 
 
 def test_a_comment_of_someone_elses_is_never_overwritten(db: Db) -> None:

@@ -13,7 +13,7 @@ from pgbouncer import PgBouncer, PoolMode, pgbouncer_binary
 from pgcluster import Db, PgCluster
 from scenarios import STATES
 from test_exit_codes import assert_clean_failure
-from test_run import check_contract, check_ledger
+from test_run import check_contract, check_ledger, race_a_row_into_the_empty_session
 
 from job.dburl import parse_database_url
 from job.migrations import load_migrations
@@ -44,6 +44,11 @@ def test_the_job_works_through_the_pooler(db: Db, bouncer: PgBouncer) -> None:
         check_ledger(conn, "public")
     again = run_job(bouncer.url(db.name, "?pgbouncer=true"))
     assert again.code == 0 and again.summary["changed"] is False
+
+
+def test_a_row_written_to_the_empty_session_during_its_drop_is_merged_through_the_pooler(
+        db: Db, bouncer: PgBouncer) -> None:
+    race_a_row_into_the_empty_session(db, bouncer.url(db.name))
 
 
 def test_racing_replicas_through_the_pooler_apply_exactly_once(db: Db, bouncer: PgBouncer) -> None:

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from catalogjson import load_contract
-from jobtools import MIGRATIONS_DIR, all_schemas_fingerprint, ledger, rows_by_table, run_job
+from jobtools import (
+    MIGRATIONS_DIR,
+    all_schemas_fingerprint,
+    finish,
+    ledger,
+    rows_by_table,
+    run_job,
+    start_job,
+)
 from pgcluster import Db
 from scenarios import STATES
 
@@ -156,6 +165,40 @@ def test_both_session_tables_populated_are_merged_and_session_wins_on_shared_ids
             assert after[sid] == token  # "Session"'s own row won
         kept = conn.execute(f'SELECT count(*) FROM "{KEPT}"').fetchone()
         assert kept == lower  # the old table, whole, under its dated name
+
+
+def race_a_row_into_the_empty_session(db: Db, url: str) -> None:
+    """both_lower_empty; an old pod's INSERT into "session", committed while the job waits to lock it for
+    the drop. The guard finds the row under its lock and refuses; the job plans again within its lock
+    budget: "session" now holds a row, so it is merged into "Session" (a retry that succeeds)."""
+    with db.connect() as conn:
+        STATES["both_lower_empty"](conn, "public", MIGRATIONS_DIR)
+    with db.cluster.admin(db.name) as writer, db.connect() as watcher:
+        writer.autocommit = False
+        writer.execute('INSERT INTO "session" ("id", "shop", "state", "isOnline", "accessToken") VALUES'
+                       " ('offline_late.myshopify.com', 'late.myshopify.com', 's', false, 'shpat_late')")
+        started = time.monotonic()
+        proc = start_job(url)
+        deadline = time.monotonic() + 30
+        while not watcher.execute("SELECT 1 FROM pg_locks WHERE NOT granted"
+                                  " AND relation = 'public.session'::regclass").fetchone():
+            assert time.monotonic() < deadline and proc.poll() is None, "the job never waited for session"
+            time.sleep(0.02)
+        writer.commit()
+        run = finish(proc, started)
+    assert run.code == 0, run.stderr[-3000:]
+    assert run.event("apply.replan")["sqlstate"] == "55006"
+    assert not any(e.get("action") == "drop_empty_session" for e in run.events)
+    assert next(e for e in run.events if e.get("action") == "merge_session_tables")["rows_copied"] == 1
+    with db.connect() as conn:
+        assert conn.execute('SELECT "accessToken" FROM "Session" WHERE id = \'offline_late.myshopify.com\''
+                            ).fetchone() == ("shpat_late",)
+        assert conn.execute("SELECT to_regclass('session'), to_regclass(%s) IS NOT NULL", (KEPT,)
+                            ).fetchone() == (None, True)
+
+
+def test_a_row_written_to_the_empty_session_during_its_drop_is_merged_not_fatal(db: Db) -> None:
+    race_a_row_into_the_empty_session(db, db.url)
 
 
 def test_plan_prints_the_steps_and_changes_nothing(db: Db) -> None:
