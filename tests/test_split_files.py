@@ -115,6 +115,12 @@ def job(db: Db, folder: Path, *args: str, **env: str) -> Any:
     return run_job(db.url, *args, DB_INIT_MIGRATIONS_DIR=str(folder), **env)
 
 
+def next_release(db: Db, tmp_path: Path, name: str, text: str) -> Path:
+    """The database at the previous release (INIT and its rows); the folder that adds ``name``."""
+    at_previous_release(db, make_folder(tmp_path / "init", {"20260101000000_init": INIT}))
+    return make_folder(tmp_path / "next", {"20260101000000_init": INIT, name: text})
+
+
 def at_previous_release(db: Db, folder: Path) -> None:
     first = job(db, folder)
     assert first.code == 0, first.stderr
@@ -130,10 +136,7 @@ def without_ledger(fp: dict[str, list[str]]) -> dict[str, list[str]]:
 @pytest.mark.parametrize("release", sorted(RELEASES))
 def test_a_release_one_transaction_refuses_deploys_as_prisma_7_deploys_it(
         db: Db, pg: Any, tmp_path: Path, release: str) -> None:
-    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
-    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, f"20260201000000_{release}":
-                                             RELEASES[release]})
-    at_previous_release(db, init_only)
+    folder = next_release(db, tmp_path, f"20260201000000_{release}", RELEASES[release])
 
     run = job(db, folder)
     assert run.code == 0, run.stderr
@@ -167,10 +170,7 @@ def test_a_release_one_transaction_refuses_deploys_as_prisma_7_deploys_it(
 
 
 def test_plan_shows_the_units_and_why_and_changes_nothing(db: Db, tmp_path: Path) -> None:
-    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
-    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, "20260201000000_tag":
-                                             RELEASES["table_column_then_concurrent_index"]})
-    at_previous_release(db, init_only)
+    folder = next_release(db, tmp_path, "20260201000000_tag", RELEASES["table_column_then_concurrent_index"])
     shown = job(db, folder, "plan")
     assert shown.code == 0, shown.stderr
     assert "in 2 units: CREATE INDEX CONCURRENTLY (each outside a transaction)" in shown.stdout
@@ -192,10 +192,7 @@ ALTER TABLE "User" ADD COLUMN "after" TEXT;
 @pytest.mark.matrix  # also on PostgreSQL 12-17 (tests/test_interop_matrix.py)
 def test_a_failure_names_what_is_committed_and_the_next_run_continues_after_it(
         db: Db, tmp_path: Path) -> None:
-    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
-    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT,
-                                             "20260201000000_role": BROKEN_LATER})
-    at_previous_release(db, init_only)
+    folder = next_release(db, tmp_path, "20260201000000_role", BROKEN_LATER)
     with db.connect() as conn:
         conn.execute("INSERT INTO \"User\" VALUES ('u3', 'c@x', 'USER')")  # two USERs: the unique index fails
 
@@ -224,11 +221,9 @@ def test_a_failure_names_what_is_committed_and_the_next_run_continues_after_it(
 
 
 def test_a_failing_first_unit_commits_nothing_of_the_file(db: Db, tmp_path: Path) -> None:
-    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
-    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, "20260201000000_bad":
-                         'ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE "Nope" ADD COLUMN "b" TEXT;\n'
-                         'CREATE INDEX CONCURRENTLY "User_a_idx" ON "User"("a");\n'})
-    at_previous_release(db, init_only)
+    folder = next_release(db, tmp_path, "20260201000000_bad",
+                          'ALTER TABLE "User" ADD COLUMN "a" TEXT;\nALTER TABLE "Nope" ADD COLUMN "b" TEXT;\n'
+                          'CREATE INDEX CONCURRENTLY "User_a_idx" ON "User"("a");\n')
     run = job(db, folder)
     assert run.code == 6, run.stderr
     assert "nothing of it is committed" in run.summary["reason"]
@@ -246,10 +241,8 @@ RELEASE = "20260201000000_tag"
 def stopped_after_the_index(db: Db, tmp_path: Path, *, index_sql: str | None) -> Path:
     """The state a run leaves when it stops right after the CREATE INDEX CONCURRENTLY of the release
     (statements 1-2 committed and counted; the build done, or half done, or something else there)."""
-    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
     release = RELEASES["table_column_then_concurrent_index"]
-    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, RELEASE: release})
-    at_previous_release(db, init_only)
+    folder = next_release(db, tmp_path, RELEASE, release)
     with db.connect() as conn:
         conn.execute('CREATE TABLE "Tag" ("id" TEXT NOT NULL, "name" TEXT NOT NULL,'
                      ' CONSTRAINT "Tag_pkey" PRIMARY KEY ("id")); ALTER TABLE "Post" ADD COLUMN "tagId" TEXT')
@@ -322,9 +315,7 @@ def failed_row(db: Db, name: str, text: str, logs: str | None = None) -> None:
 def test_a_failed_row_that_may_hide_committed_data_changes_stops_the_run(db: Db, tmp_path: Path) -> None:
     text = ('ALTER TABLE "User" ADD COLUMN "credit" INTEGER NOT NULL DEFAULT 0;\n'
             'UPDATE "User" SET "credit" = 10;\n')
-    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
-    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, PRICES: text})
-    at_previous_release(db, init_only)
+    folder = next_release(db, tmp_path, PRICES, text)
     with db.connect() as conn:  # the file committed, the run died before its row was finished
         conn.execute(text)
     failed_row(db, PRICES, text)
@@ -351,9 +342,7 @@ def test_a_failed_row_that_may_hide_committed_data_changes_stops_the_run(db: Db,
 def test_a_failed_row_of_a_schema_only_file_with_nothing_of_it_there_is_closed_and_run(
         db: Db, tmp_path: Path) -> None:
     text = RELEASES["table_column_then_concurrent_index"]
-    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
-    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, RELEASE: text})
-    at_previous_release(db, init_only)
+    folder = next_release(db, tmp_path, RELEASE, text)
     failed_row(db, RELEASE, text, logs="ERROR: canceling statement due to lock timeout")
     run = job(db, folder)
     assert run.code == 0, run.stderr
@@ -364,9 +353,7 @@ def test_a_failed_row_of_a_schema_only_file_with_nothing_of_it_there_is_closed_a
 def test_a_failed_row_of_a_schema_only_file_with_part_of_it_there_stops_the_run(
         db: Db, tmp_path: Path) -> None:
     text = RELEASES["table_column_then_concurrent_index"]
-    init_only = make_folder(tmp_path / "init", {"20260101000000_init": INIT})
-    folder = make_folder(tmp_path / "next", {"20260101000000_init": INIT, RELEASE: text})
-    at_previous_release(db, init_only)
+    folder = next_release(db, tmp_path, RELEASE, text)
     with db.connect() as conn:  # Prisma 7 committed the first statement, then the second failed
         conn.execute('CREATE TABLE "Tag" ("id" TEXT NOT NULL, "name" TEXT NOT NULL,'
                      ' CONSTRAINT "Tag_pkey" PRIMARY KEY ("id"))')
