@@ -186,6 +186,11 @@ class Database:
             conn = psycopg.connect(make_conninfo(**conninfo), autocommit=True, prepare_threshold=None)
         except psycopg.Error as exc:
             raise _connect_fault(exc) from None
+        # Every transaction psycopg opens for us says READ COMMITTED, whatever the database's default
+        # (q.BEGIN says it for those we open by hand): under REPEATABLE READ the snapshot would be taken
+        # by a transaction's first statement, before a lock it then waits for, and a re-check under that
+        # lock could not see a row committed while it waited.
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         return cls(conn)
 
     @property

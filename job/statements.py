@@ -110,7 +110,8 @@ def transaction_settings(schema: str, lock_timeout_ms: int, statement_timeout_ms
              sql.Literal(sql.Identifier(schema).as_string()))
 
 
-BEGIN = sql.SQL("BEGIN")
+# Explicitly READ COMMITTED, whatever default_transaction_isolation says (Database.open).
+BEGIN = sql.SQL("BEGIN ISOLATION LEVEL READ COMMITTED")
 ROLLBACK = sql.SQL("ROLLBACK")
 COMMIT = sql.SQL("COMMIT")
 DISCARD_TEMP = sql.SQL("DISCARD TEMP")
