@@ -59,6 +59,6 @@ def test_a_row_committed_while_the_job_waits_for_its_lock_is_never_dropped(db: D
     with db.connect() as conn:
         tables = [r[0] for r in conn.execute("SELECT relname FROM pg_class WHERE relname IN"
                                              " ('session', 'Session') AND relkind = 'r'")]
-        found = sum(conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE id = 'late_pod1.myshopify.com'")
-                                 .format(sql.Identifier("public", t))).fetchone()[0] for t in tables)
+        found = sum(len(conn.execute(sql.SQL("SELECT 1 FROM {} WHERE id = 'late_pod1.myshopify.com'")
+                                     .format(sql.Identifier("public", t))).fetchall()) for t in tables)
     assert found == 1, err
