@@ -8,6 +8,8 @@ execute, close.  Everything it returns is plain data from ``job.state`` and
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +28,10 @@ _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL
 _INSPECT_TRIES = 5
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 _INTRANS = psycopg.pq.TransactionStatus.INTRANS
-REPLAY_PREFIX = "db_init_replay_"  # scratch schemas, named after the backend pid that made them
+REPLAY_PREFIX = "db_init_replay_"  # + random hex: scratch schemas nobody can name in advance
+_SCRATCH_TRIES = 3  # names tried before giving up (a clash of 64 random bits means someone reads ours)
+# What the comment of a scratch schema of ours says: which backend made it (q.SCRATCH_COMMENT).
+_SCRATCH_COMMENT = re.compile(r"db-init replay scratch: backend (\d+) started (\S+)\Z")
 
 
 # Connection failures that no amount of waiting heals: fail at once.
@@ -317,9 +322,9 @@ class Database:
         self._refuse_unsafe_scripts(scripts, pooled)
         nested = self.in_transaction
         may_commit = not pooled and not nested
-        if may_commit:
-            self._drop_stale_scratch()
         settings = q.replay_settings(lock_timeout_ms, statement_timeout_ms)
+        if may_commit:
+            self._drop_stale_scratch(settings)
         skipped: list[str] = []
         catalogs: dict[int, Catalog] = {}
         scratch, committed = "", False
@@ -375,7 +380,10 @@ class Database:
                 self._rows(q.ROLLBACK)
             if committed and may_commit:  # temporary objects would shadow the real tables otherwise
                 self._rows(q.session_search_path(home))
-                self._rows(q.DISCARD_TEMP if scratch == "pg_temp" else q.drop_schema(scratch))
+                if scratch == "pg_temp":
+                    self._rows(q.DISCARD_TEMP)
+                else:
+                    self._drop_scratch(scratch, settings)
 
     def _refuse_unsafe_scripts(self, scripts: Sequence[tuple[str, str]], pooled: bool) -> None:
         """Files the replay must not run: they would reach real objects (or, behind a pooler, commit)."""
@@ -409,18 +417,29 @@ class Database:
 
     def _scratch_schema(self, *, session: bool) -> str:
         """A schema of our own for the replay, first on the search_path (the session's, when
-        ``session``: rolled back with the transaction, unless a file commits it).  Named after the
-        server's own backend pid (a pooler announces another), so a stale one can be told apart."""
-        scratch = f"{REPLAY_PREFIX}{self._rows(q.BACKEND_PID)[0][0]}"
-        self._rows(q.SAVEPOINT)
-        try:
-            self._rows(q.create_schema(scratch))
-        except DatabaseFault as fault:
-            if fault.sqlstate != "42501":  # insufficient_privilege: no CREATE on the database
-                raise
-            self._rows(q.ROLLBACK_TO_SAVEPOINT)
-            scratch = "pg_temp"
-        self._rows(q.RELEASE_SAVEPOINT)
+        ``session``: rolled back with the transaction, unless a file commits it).
+
+        Its name is random, so nobody can make it in advance, and it is created plainly: one that
+        exists already (someone else's, whatever they put in it) is never used.  Its comment names
+        the backend that made it (pid and start time), for _drop_stale_scratch."""
+        pid, started = self._rows(q.MY_BACKEND)[0]
+        for attempt in range(_SCRATCH_TRIES):
+            scratch = REPLAY_PREFIX + secrets.token_hex(8)
+            self._rows(q.SAVEPOINT)
+            try:
+                self._rows(q.create_scratch_schema(scratch))
+                self._rows(q.comment_on_schema(scratch, q.SCRATCH_COMMENT.format(pid=pid, started=started)))
+            except DatabaseFault as fault:
+                self._rows(q.ROLLBACK_TO_SAVEPOINT)
+                self._rows(q.RELEASE_SAVEPOINT)
+                if fault.sqlstate == "42P06" and attempt < _SCRATCH_TRIES - 1:  # duplicate_schema
+                    continue
+                if fault.sqlstate != "42501":  # insufficient_privilege: no CREATE on the database
+                    raise
+                scratch = "pg_temp"
+                break
+            self._rows(q.RELEASE_SAVEPOINT)
+            break
         self._rows(q.session_search_path(scratch) if session else q.local_search_path(scratch))
         return scratch
 
@@ -431,11 +450,37 @@ class Database:
         rows = self._rows(q.TEMP_NAMESPACE)
         return str(rows[0][0]) if rows else None
 
-    def _drop_stale_scratch(self) -> None:
-        """A replay killed after a self-committing file leaves its scratch schema behind: drop
-        those whose backend is gone."""
-        for (name,) in self._rows(q.STALE_SCRATCH, {"prefix": REPLAY_PREFIX}):
+    def _drop_stale_scratch(self, settings: q.Statement) -> None:
+        """A replay killed after a self-committing file leaves its scratch schema behind: drop those
+        whose backend is gone.
+
+        The name says nothing (it is random): a schema is ours only when our role owns it and its
+        comment names the backend that made it.  That backend is gone when no backend has its pid,
+        or the one that has it started at another time (pids are reused).  Where the start time of
+        a backend is hidden from us (another role's session), it counts as alive: kept, never dropped
+        on a guess."""
+        started = {pid: start for pid, start in self._rows(q.BACKENDS)}
+        for name, comment in self._rows(q.SCRATCH_SCHEMAS, {"prefix": REPLAY_PREFIX}):
+            maker = _SCRATCH_COMMENT.match(comment or "")
+            if maker is None:
+                continue  # not made by a replay: not ours to drop
+            pid, start = int(maker[1]), maker[2]
+            if pid not in started or started[pid] not in (start, None):
+                self._drop_scratch(name, settings)
+
+    def _drop_scratch(self, name: str, settings: q.Statement) -> None:
+        """Drop a scratch schema of ours, waiting for locks no longer than the replay's lock_timeout.
+        One that cannot be dropped now is left to a later run (its backend will be gone by then)."""
+        try:
+            self._rows(q.BEGIN)
+            self._rows(settings)
             self._rows(q.drop_schema(name))
+            self._rows(q.COMMIT)
+        except DatabaseFault as fault:
+            if fault.connection_lost:
+                raise
+            if self.in_transaction:
+                self._rows(q.ROLLBACK)
 
     def begin(self) -> None:
         self._rows(q.BEGIN)

@@ -125,13 +125,34 @@ REAL_SCHEMAS = sql.SQL("SELECT nspname FROM pg_namespace"
 ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay")
 RELEASE_SAVEPOINT = sql.SQL("RELEASE SAVEPOINT db_init_replay")
 TEMP_NAMESPACE = sql.SQL("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()")
-# Scratch schemas of replays whose backend is gone (a replay names its schema after its backend pid).
-STALE_SCRATCH = sql.SQL("""
-SELECT nspname FROM pg_namespace
-WHERE starts_with(nspname, %(prefix)s)
-  AND substr(nspname, length(%(prefix)s) + 1) !~ '[^0-9]'
-  AND substr(nspname, length(%(prefix)s) + 1)::int NOT IN (SELECT pid FROM pg_stat_activity)
+# The replay's scratch schemas: those of the job's own role carrying the prefix, with their comment (the
+# backend that made them, SCRATCH_COMMENT); and every backend's pid and start, to tell which are gone.
+# Nothing here casts a schema's name: anyone may name a schema like ours.
+SCRATCH_SCHEMAS = sql.SQL("""
+SELECT n.nspname::pg_catalog.text, pg_catalog.obj_description(n.oid, 'pg_namespace')
+FROM pg_catalog.pg_namespace n
+WHERE pg_catalog.starts_with(n.nspname::pg_catalog.text, %(prefix)s::pg_catalog.text)
+  AND n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r
+                                         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
 """)
+_BACKEND_START = ("pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC',"
+                  " 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+BACKENDS = sql.SQL("SELECT a.pid, " + _BACKEND_START + " FROM pg_catalog.pg_stat_activity a"
+                   " WHERE a.pid IS NOT NULL")
+MY_BACKEND = sql.SQL("SELECT a.pid, " + _BACKEND_START + " FROM pg_catalog.pg_stat_activity a"
+                     " WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()")
+SCRATCH_COMMENT = "db-init replay scratch: backend {pid} started {started}"
+
+
+def create_scratch_schema(schema: str) -> sql.Composed:
+    """Plainly: a schema of that name made by anyone else is an error, never ours to use."""
+    return sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema))
+
+
+def comment_on_schema(schema: str, text: str) -> sql.Composed:
+    return sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(schema), sql.Literal(text))
+
+
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
 
 

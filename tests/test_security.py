@@ -7,12 +7,15 @@ with CREATE there, scratch schemas made by someone else.
 
 from __future__ import annotations
 
+import shutil
 import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from jobtools import MIGRATIONS_DIR, start_job
+from jobtools import MIGRATIONS_DIR, finish, run_job, start_job, wait_for_job_session
 from pgcluster import Db
 from psycopg import sql
 from scenarios import STATES, add_sessions
@@ -62,3 +65,131 @@ def test_a_row_committed_while_the_job_waits_for_its_lock_is_never_dropped(db: D
         found = sum(len(conn.execute(sql.SQL("SELECT 1 FROM {} WHERE id = 'late_pod1.myshopify.com'")
                                      .format(sql.Identifier("public", t))).fetchall()) for t in tables)
     assert found == 1, err
+
+
+# --- the replay's scratch schema ------------------------------------------------------------------------
+
+def _role(db: Db, *grants: str) -> str:
+    """A login role of its own (roles are cluster-wide), with CREATE on the test's database; its URL."""
+    name = f"intruder_{uuid.uuid4().hex[:8]}"
+    with db.connect() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'Intruder-pw-1'").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("GRANT CREATE ON DATABASE {} TO {}").format(sql.Identifier(db.name),
+                                                                        sql.Identifier(name)))
+        for grant in grants:
+            conn.execute(sql.SQL(grant).format(role=sql.Identifier(name)))
+    return db.cluster.url(db.name, user=name, password="Intruder-pw-1")
+
+
+def _schemas(db: Db, prefix: str = "db_init_replay_") -> set[str]:
+    with db.connect() as conn:
+        return {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
+                                           (prefix,))}
+
+
+def test_schemas_named_like_the_scratch_schema_are_never_ours(db: Db) -> None:
+    """Names the old stale-scratch query cast to int (exit 5 on every run), and another role's schema
+    of that name holding a lock on a table in it: none is dropped, none is waited for, the run succeeds."""
+    intruder = _role(db)
+    with db.connect() as conn:
+        STATES["empty"](conn, "public", MIGRATIONS_DIR)
+        conn.execute('CREATE SCHEMA "db_init_replay_"')
+        conn.execute('CREATE SCHEMA "db_init_replay_99999999999"')
+    with psycopg.connect(intruder, autocommit=True) as hostile:
+        hostile.execute('CREATE SCHEMA "db_init_replay_1"')
+        hostile.execute('CREATE TABLE "db_init_replay_1".held (id int)')
+        hostile.execute("BEGIN")
+        hostile.execute('LOCK TABLE "db_init_replay_1".held IN ACCESS SHARE MODE')
+        run = finish(start_job(db.url, DB_INIT_MIGRATIONS_DIR=str(MIGRATIONS_DIR)), time.monotonic(),
+                     timeout=60)
+        hostile.execute("ROLLBACK")
+    assert run.code == 0, run.stderr
+    assert run.seconds < 30
+    assert _schemas(db) == {"db_init_replay_", "db_init_replay_99999999999", "db_init_replay_1"}
+
+
+def test_a_schema_planted_under_the_old_scratch_name_is_never_used(db: Db) -> None:
+    """Another role makes `db_init_replay_<the job's backend pid>` (the old name) with a table "Backdoor",
+    while the job waits on a table lock before its replay: the replay never uses a schema it did not make,
+    so "Backdoor" is neither in the contract nor healed into public."""
+    intruder = _role(db)
+    with db.connect() as conn:
+        STATES["lowercase"](conn, "public", MIGRATIONS_DIR)
+    with db.connect() as holder, psycopg.connect(intruder, autocommit=True) as hostile:
+        holder.execute("BEGIN")
+        holder.execute('LOCK TABLE public."session" IN ACCESS EXCLUSIVE MODE')
+        started = time.monotonic()
+        job = start_job(db.url, "run", "--heal", "always", DB_INIT_MIGRATIONS_DIR=str(MIGRATIONS_DIR))
+        try:
+            pid = wait_for_job_session(db)
+            _wait_until(holder, _WAITING_ON, ("session",))
+            planted = sql.Identifier(f"db_init_replay_{pid}")
+            hostile.execute(sql.SQL("CREATE SCHEMA {}").format(planted))
+            hostile.execute(sql.SQL('CREATE TABLE {}."Backdoor" (id int)').format(planted))
+            holder.execute("ROLLBACK")
+            run = finish(job, started, timeout=60)
+        finally:
+            job.kill()
+    assert run.code == 0, run.stderr
+    assert "Backdoor" not in run.stderr
+    assert _schemas(db) == {f"db_init_replay_{pid}"}
+    with db.connect() as conn:
+        assert conn.execute("""SELECT to_regclass('public."Backdoor"')""").fetchone() == (None,)
+
+
+def test_stale_scratch_schemas_of_ours_are_dropped_within_the_lock_timeout(db: Db) -> None:
+    """A scratch schema of ours is known by its owner and the comment naming the backend that made it:
+    dropped when that backend is gone (no such pid, or the pid reused by a later backend), kept while it
+    lives; one that someone holds a lock in is left for later after lock_timeout, and the run goes on."""
+    def ours(name: str, pid: int, started: str) -> None:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("COMMENT ON SCHEMA {} IS {}").format(
+            sql.Identifier(name), sql.Literal(f"db-init replay scratch: backend {pid} started {started}")))
+
+    with db.connect() as conn, db.connect() as holder:
+        STATES["empty"](conn, "public", MIGRATIONS_DIR)
+        pid, started = conn.execute(
+            "SELECT pid, to_char(backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+            " FROM pg_stat_activity WHERE pid = pg_backend_pid()").fetchall()[0]
+        ours("db_init_replay_0a0a", 1, "2020-01-01T00:00:00.000000")  # no such backend
+        ours("db_init_replay_0b0b", pid, "2020-01-01T00:00:00.000000")  # its pid reused since
+        ours("db_init_replay_0c0c", pid, started)  # alive: this very session
+        ours("db_init_replay_0d0d", 1, "2020-01-01T00:00:00.000000")  # stale, but someone holds a lock
+        conn.execute('CREATE TABLE "db_init_replay_0d0d".held (id int)')
+        holder.execute("BEGIN")
+        holder.execute('LOCK TABLE "db_init_replay_0d0d".held IN ACCESS SHARE MODE')
+        run = finish(start_job(db.url, DB_INIT_MIGRATIONS_DIR=str(MIGRATIONS_DIR),
+                               DB_INIT_DDL_LOCK_TIMEOUT="1s"), time.monotonic(), timeout=60)
+        holder.execute("ROLLBACK")
+    assert run.code == 0, run.stderr
+    assert run.seconds < 30
+    assert _schemas(db) == {"db_init_replay_0c0c", "db_init_replay_0d0d"}
+
+
+def test_the_scratch_schema_of_a_killed_replay_is_dropped_by_the_next_run(db: Db, tmp_path: Path) -> None:
+    """A file with its own COMMIT makes the replay commit its scratch schema; the job killed right then
+    leaves it behind, with the comment naming its backend: the next run, that backend gone, drops it
+    (and its own), and nothing else of that name."""
+    migrations = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, migrations)
+    (migrations / "20260107000000_commits").mkdir()
+    (migrations / "20260107000000_commits" / "migration.sql").write_text(
+        'CREATE TABLE "Committed" (id int);\nCOMMIT;\nSELECT pg_sleep(1.5);\n', encoding="utf-8")
+    with db.connect() as conn:
+        STATES["empty"](conn, "public", MIGRATIONS_DIR)
+    job = start_job(db.url, DB_INIT_MIGRATIONS_DIR=str(migrations))
+    try:
+        pid = wait_for_job_session(db)
+        deadline = time.monotonic() + 30
+        while not _schemas(db) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        job.kill()
+        job.communicate()
+    left = _schemas(db)
+    assert len(left) == 1
+    with db.connect() as conn:
+        _wait_until(conn, "SELECT (NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = %s))::int", (pid,))
+    run = run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(migrations))
+    assert run.code == 0, run.stderr
+    assert not _schemas(db)
