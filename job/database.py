@@ -278,16 +278,19 @@ class Database:
     def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, Any] | None = None,
                    *, search_path: str | None = None) -> list[list[Any]]:
         """Several queries in one network round trip; with ``search_path``, in one transaction that
-        resolves and renders names relative to that schema."""
+        resolves and renders names relative to that schema, pg_catalog first.  Inside a transaction
+        (the replay's) the path stays the schema alone: a setting made in the savepoint would outlive
+        it and send the next file's CREATEs to pg_catalog; PostgreSQL searches it first all the same."""
         if not queries:
             return []
+        path = q.local_search_path if self.in_transaction else q.reading_search_path
         try:
             with self._conn.pipeline():
                 if search_path is None:
                     cursors = [self._conn.execute(query, params) for query in queries]
                 else:
                     with self._conn.transaction():
-                        self._conn.execute(q.local_search_path(search_path))
+                        self._conn.execute(path(search_path))
                         cursors = [self._conn.execute(query, params) for query in queries]
             return [c.fetchall() for c in cursors]
         except psycopg.Error as exc:

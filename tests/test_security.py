@@ -7,6 +7,7 @@ with CREATE there, scratch schemas made by someone else.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -193,3 +194,163 @@ def test_the_scratch_schema_of_a_killed_replay_is_dropped_by_the_next_run(db: Db
     run = run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(migrations))
     assert run.code == 0, run.stderr
     assert not _schemas(db)
+
+
+# --- functions and operators planted where the job's statements could find them ---------------------------
+# (arguments, what it returns, what pg_catalog's does with them): each name the job calls, with the types
+# it passes (an exact match in `public` beats pg_catalog's through an implicit cast) and with pg_catalog's
+# own signature (which would win if the job ever put a schema before pg_catalog).  Each records its calls
+# in a sequence of its own (nextval survives the rollback of the replay's transaction).
+PLANTED_FUNCTIONS = [
+    ("pg_try_advisory_lock", "integer", "boolean", "pg_catalog.pg_try_advisory_lock($1::bigint)"),
+    ("pg_try_advisory_lock", "bigint", "boolean", "pg_catalog.pg_try_advisory_lock($1)"),
+    ("pg_try_advisory_xact_lock", "integer", "boolean", "pg_catalog.pg_try_advisory_xact_lock($1::bigint)"),
+    ("pg_try_advisory_xact_lock", "bigint", "boolean", "pg_catalog.pg_try_advisory_xact_lock($1)"),
+    ("pg_advisory_unlock", "integer", "boolean", "pg_catalog.pg_advisory_unlock($1::bigint)"),
+    ("pg_advisory_unlock", "bigint", "boolean", "pg_catalog.pg_advisory_unlock($1)"),
+    ("pg_backend_pid", "", "integer", "pg_catalog.pg_backend_pid()"),
+    ("quote_ident", "name", "text", "pg_catalog.quote_ident($1::text)"),
+    ("quote_ident", "text", "text", "pg_catalog.quote_ident($1)"),
+    ("format_type", "oid, integer", "text", "pg_catalog.format_type($1, $2)"),
+    ("pg_get_indexdef", "oid", "text", "pg_catalog.pg_get_indexdef($1)"),
+    ("pg_get_expr", "pg_node_tree, oid", "text", "pg_catalog.pg_get_expr($1, $2)"),
+    ("pg_get_constraintdef", "oid", "text", "pg_catalog.pg_get_constraintdef($1)"),
+    ("pg_get_viewdef", "oid, boolean", "text", "pg_catalog.pg_get_viewdef($1, $2)"),
+    ("obj_description", "oid, text", "text", "pg_catalog.obj_description($1, $2::name)"),
+    ("obj_description", "oid, name", "text", "pg_catalog.obj_description($1, $2)"),
+    ("current_setting", "text", "text", "pg_catalog.current_setting($1)"),
+    ("set_config", "text, text, boolean", "text", "pg_catalog.set_config($1, $2, $3)"),
+    ("pg_is_in_recovery", "", "boolean", "pg_catalog.pg_is_in_recovery()"),
+    ("current_database", "", "name", "pg_catalog.current_database()"),
+    ("current_schemas", "boolean", "name[]", "pg_catalog.current_schemas($1)"),
+    ("host", "inet", "text", "pg_catalog.host($1)"),
+    ("pg_my_temp_schema", "", "oid", "pg_catalog.pg_my_temp_schema()"),
+    ("pg_stat_get_live_tuples", "oid", "bigint", "pg_catalog.pg_stat_get_live_tuples($1)"),
+    ("starts_with", "text, text", "boolean", "pg_catalog.starts_with($1, $2)"),
+    ("starts_with", "name, text", "boolean", "pg_catalog.starts_with($1::text, $2)"),
+    ("to_char", "timestamp without time zone, text", "text", "pg_catalog.to_char($1, $2)"),
+    ("now", "", "timestamp with time zone", "pg_catalog.now()"),
+    ("clock_timestamp", "", "timestamp with time zone", "pg_catalog.clock_timestamp()"),
+    ("length", "name", "integer", "pg_catalog.length($1::text)"),
+    ("substr", "name, integer", "text", "pg_catalog.substr($1::text, $2)"),
+]
+PLANTED_SETS = [("unnest", "smallint[]", "smallint", "pg_catalog.unnest($1)"),
+                ("unnest", "int2vector", "smallint", "pg_catalog.unnest($1::smallint[])")]
+PLANTED_OPERATORS = [
+    ("=", "oid", "integer"), ("=", "oid", "regclass"), ("=", "oid", "regnamespace"), ("=", "name", "name"),
+    ("=", "name", "text"), ("=", "text", "text"), ("=", "integer", "integer"), ("=", "smallint", "integer"),
+    ("=", '"char"', '"char"'), ("<>", "name", "name"), ("<=", "bigint", "smallint"),
+    (">", "smallint", "integer"),
+    ("~~", "text", "text"), ("!~", "text", "text"),
+]
+
+
+CALLS = "planted_calls"  # the schema of the sequences (out of the job's sight: no drift to report)
+
+
+def _plant(conn: psycopg.Connection[Any], schema: str) -> list[tuple[str, str]]:
+    """Every function, aggregate and operator above, in ``schema``; (signature, its sequence) each."""
+    s = sql.Identifier(schema)
+    planted: list[tuple[str, str]] = []
+
+    def recorder(signature: str) -> sql.Composed:
+        seq = f"{schema}_{len(planted)}"
+        conn.execute(sql.SQL("CREATE SEQUENCE {}").format(sql.Identifier(CALLS, seq)))
+        planted.append((f"{schema}.{signature}", seq))
+        return sql.SQL("PERFORM pg_catalog.nextval({});").format(
+            sql.Literal(sql.Identifier(CALLS, seq).as_string()))
+
+    for name, args, returns, body in PLANTED_FUNCTIONS:
+        record = recorder(f"{name}({args})")
+        conn.execute(sql.SQL("CREATE FUNCTION {}.{}(" + args + ") RETURNS " + returns + " LANGUAGE plpgsql"
+                             " AS $f$ BEGIN {} RETURN " + body + "; END $f$").format(s, sql.Identifier(name),
+                                                                                     record))
+    for name, args, returns, body in PLANTED_SETS:
+        record = recorder(f"{name}({args})")
+        conn.execute(sql.SQL("CREATE FUNCTION {}.{}(" + args + ") RETURNS SETOF " + returns
+                             + " LANGUAGE plpgsql AS $f$ BEGIN {} RETURN QUERY SELECT " + body
+                             + "; END $f$").format(
+            s, sql.Identifier(name), record))
+    for name, stype in (("count", "bigint"), ("max", "text"), ("sum", "bigint")):
+        record = recorder(f"{name}(aggregate)")
+        step = sql.Identifier(f"planted_{name}_step")
+        arg = "" if name == "count" else f", {stype}"
+        value = "$1 + 1" if name == "count" else "$2"
+        conn.execute(sql.SQL("CREATE FUNCTION {}.{}(" + stype + arg + ") RETURNS " + stype
+                             + " LANGUAGE plpgsql AS $f$ BEGIN {} RETURN " + value + "; END $f$").format(
+            s, step, record))
+        conn.execute(sql.SQL("CREATE AGGREGATE {}.{}(" + ("*" if name == "count" else stype) + ")"
+                             " (SFUNC = {}.{}, STYPE = " + stype
+                             + (", INITCOND = 0" if name == "count" else "") + ")").format(
+            s, sql.Identifier(name), s, step))
+    for n, (op, left, right) in enumerate(PLANTED_OPERATORS):
+        record = recorder(f"{op}({left}, {right})")
+        function = sql.Identifier(f"planted_operator_{n}")
+        conn.execute(sql.SQL("CREATE FUNCTION {}.{}(" + left + ", " + right + ") RETURNS boolean"
+                             " LANGUAGE plpgsql AS $f$ BEGIN {} RETURN $1::text OPERATOR(pg_catalog." + op
+                             + ") $2::text; END $f$").format(s, function, record))
+        conn.execute(sql.SQL("CREATE OPERATOR {}." + op + " (LEFTARG = " + left + ", RIGHTARG = " + right
+                             + ", FUNCTION = {}.{})").format(s, s, function))
+    return planted
+
+
+def _called(db_name: str, cluster: Any, planted: list[tuple[str, str]]) -> list[str]:
+    with cluster.admin(db_name) as conn:
+        return [signature for signature, seq in planted
+                if conn.execute(sql.SQL("SELECT is_called FROM {}").format(
+                    sql.Identifier(CALLS, seq))).fetchall()[0][0]]
+
+
+def _planted_database(pg: Any, state: str, schema: str, planter: str) -> tuple[str, list[tuple[str, str]]]:
+    """A database in ``state``, with every planted object in `public` and in the app schema, made by the
+    unprivileged ``planter`` (CREATE on both schemas, as every role has on `public` before PostgreSQL 15)."""
+    name = pg.create_database()
+    with pg.admin(name) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        STATES[state](conn, schema, MIGRATIONS_DIR)
+        conn.execute(sql.SQL("CREATE SCHEMA {} AUTHORIZATION {}").format(sql.Identifier(CALLS),
+                                                                        sql.Identifier(planter)))
+        for target in {"public", schema}:
+            conn.execute(sql.SQL("GRANT USAGE, CREATE ON SCHEMA {} TO {}").format(
+                sql.Identifier(target), sql.Identifier(planter)))
+    planted = []
+    with psycopg.connect(pg.url(name, user=planter, password="Planter-pw-1"), autocommit=True) as conn:
+        for target in sorted({"public", schema}):
+            planted += _plant(conn, target)
+    return name, planted
+
+
+@pytest.mark.parametrize("schema", ["public", "shop"])
+def test_no_function_or_operator_planted_in_public_or_the_app_schema_is_run_by_the_job(
+        pg: Any, schema: str, tmp_path: Path) -> None:
+    """`run` from an empty database and from states with work to do (the session merge, healing with
+    validations), `plan`, `verify` and `fleet run`, as a superuser: none calls a planted object."""
+    planter = f"planter_{uuid.uuid4().hex[:8]}"
+    with pg.admin() as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD 'Planter-pw-1'").format(
+            sql.Identifier(planter)))
+    env = {"DB_INIT_MIGRATIONS_DIR": str(MIGRATIONS_DIR)}
+    called: dict[str, list[str]] = {}
+
+    empty, planted = _planted_database(pg, "empty", schema, planter)
+    url = pg.url(empty, params=f"schema={schema}")
+    for args in (("run",), ("plan",), ("verify",)):
+        result = run_job(url, *args, **env)
+        assert result.code == 0, result.stderr
+        called[f"{args[0]} (empty)"] = _called(empty, pg, planted)
+
+    healing, planted_h = _planted_database(pg, "partial", schema, planter)
+    result = run_job(pg.url(healing, params=f"schema={schema}"), "run", "--heal", "always", **env)
+    assert result.code in (0, 3), result.stderr
+    called["run --heal always (partial)"] = _called(healing, pg, planted_h)
+
+    merging, planted_m = _planted_database(pg, "both_populated", schema, planter)
+    targets = tmp_path / "targets.json"
+    targets.write_text(json.dumps({"targets": [
+        {"name": "merging", "url": pg.url(merging, params=f"schema={schema}")}]}))
+    fleet = run_job(None, "fleet", "run", DB_INIT_FLEET_TARGETS=str(targets), **env)
+    assert fleet.code == 0, fleet.stderr
+    called["fleet run (both_populated)"] = _called(merging, pg, planted_m)
+    for name in (empty, healing, merging):
+        pg.drop_database(name)
+    assert not any(called.values()), called
