@@ -8,6 +8,7 @@ with CREATE there, scratch schemas made by someone else.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 import uuid
@@ -17,9 +18,11 @@ from typing import Any
 import psycopg
 import pytest
 from jobtools import MIGRATIONS_DIR, finish, run_job, start_job, wait_for_job_session
+from pgbouncer import PgBouncer, pgbouncer_binary
 from pgcluster import Db
 from psycopg import sql
 from scenarios import STATES, add_sessions
+from test_gentle import BUILT, indexes, partial_big
 
 # The lock the job's drop of an "empty" table waits for, from another session.
 _WAITING_ON = """SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
@@ -354,3 +357,26 @@ def test_no_function_or_operator_planted_in_public_or_the_app_schema_is_run_by_t
     for name in (empty, healing, merging):
         pg.drop_database(name)
     assert not any(called.values()), called
+
+
+@pytest.mark.skipif(pgbouncer_binary() is None and os.environ.get("CI") != "true",
+                    reason="pgbouncer is not installed (apt-get install pgbouncer)")
+def test_behind_a_transaction_pooler_under_repeatable_read_the_lock_holder_holds_no_snapshot(db: Db) -> None:
+    """The second connection that holds the transaction-scoped lock across the concurrent builds: were its
+    transaction REPEATABLE READ (the database's default here), its snapshot would make each build wait
+    for it, and it waits for the builds."""
+    partial_big(db)
+    with db.connect() as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET default_transaction_isolation = 'repeatable read'")
+                     .format(sql.Identifier(db.name)))
+    with PgBouncer(db.cluster, "transaction") as bouncer:
+        job = start_job(bouncer.url(db.name), DB_INIT_LOCK_TIMEOUT="30s")
+        try:
+            run = finish(job, time.monotonic(), timeout=60)
+        finally:
+            job.kill()
+    assert run.code == 0, run.stderr[-3000:]
+    assert run.event("db.pooler")["lock_scope"] == "transaction"
+    with db.connect() as conn:
+        found = indexes(conn, "ProductProfile")
+        assert all(found[name] for name in BUILT), found
