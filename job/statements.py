@@ -31,6 +31,16 @@ Statement = sql.SQL | sql.Composed
 PRISMA_LOCK_KEY = 72707369
 LEDGER = "_prisma_migrations"
 
+# The comment of a row of pg_constraint k or pg_namespace n.  Not obj_description(): on PostgreSQL 12 and
+# 13 it is a SQL function whose body (`relnamespace = 11`, oid = integer) is planned with the caller's
+# search_path, where an operator =(oid, integer) in `public` is a better match than pg_catalog's.
+_CONSTRAINT_COMMENT = ("(SELECT d.description FROM pg_catalog.pg_description d WHERE d.objoid = k.oid"
+                       " AND d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass::pg_catalog.oid"
+                       " AND d.objsubid = 0)")
+_NAMESPACE_COMMENT = ("(SELECT d.description FROM pg_catalog.pg_description d WHERE d.objoid = n.oid"
+                      " AND d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid"
+                      " AND d.objsubid = 0)")
+
 # The server and the target schema's tables: the start of both inspections below.
 _SERVER_AND_TABLES = """
 SELECT pg_catalog.current_setting('server_version_num')::int,
@@ -63,8 +73,7 @@ GLANCE = sql.SQL(_SERVER_AND_TABLES + """
        coalesce(ARRAY(SELECT k.conname::pg_catalog.text FROM pg_catalog.pg_constraint k
                       JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
                       WHERE n.nspname = %(schema)s AND NOT k.convalidated
-                        AND pg_catalog.obj_description(k.oid, 'pg_constraint'::pg_catalog.name)
-                            LIKE 'db-init: %%' ORDER BY 1), '{}')
+                        AND """ + _CONSTRAINT_COMMENT + """ LIKE 'db-init: %%' ORDER BY 1), '{}')
 """)
 
 
@@ -145,7 +154,7 @@ TEMP_NAMESPACE = sql.SQL("SELECT nspname FROM pg_catalog.pg_namespace"
 # backend that made them, SCRATCH_COMMENT); and every backend's pid and start, to tell which are gone.
 # Nothing here casts a schema's name: anyone may name a schema like ours.
 SCRATCH_SCHEMAS = sql.SQL("""
-SELECT n.nspname::pg_catalog.text, pg_catalog.obj_description(n.oid, 'pg_namespace')
+SELECT n.nspname::pg_catalog.text, """ + _NAMESPACE_COMMENT + """
 FROM pg_catalog.pg_namespace n
 WHERE pg_catalog.starts_with(n.nspname::pg_catalog.text, %(prefix)s::pg_catalog.text)
   AND n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r
@@ -305,7 +314,7 @@ SELECT t.relname, k.conname, k.contype::pg_catalog.text, pg_catalog.pg_get_const
              JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum
              ORDER BY u.ord),
        k.confdeltype::pg_catalog.text, k.confupdtype::pg_catalog.text,
-       coalesce(pg_catalog.obj_description(k.oid, 'pg_constraint'::pg_catalog.name), '') LIKE 'db-init: %%'
+       coalesce(""" + _CONSTRAINT_COMMENT + """, '') LIKE 'db-init: %%'
 FROM pg_catalog.pg_constraint k
 JOIN pg_catalog.pg_class t ON t.oid = k.conrelid
 LEFT JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
@@ -562,10 +571,9 @@ def clear_mark(schema: str, table: str, name: str) -> sql.Composed:
 def _comment_if(schema: str, table: str, name: str, text: sql.Composable, *, unmarked_too: bool
                 ) -> sql.Composed:
     """COMMENT ON CONSTRAINT, only where its comment is the job's (or, ``unmarked_too``, absent)."""
-    current = sql.SQL("pg_catalog.obj_description((SELECT k.oid FROM pg_catalog.pg_constraint k"
-                      " WHERE k.conrelid = {}::pg_catalog.regclass::pg_catalog.oid AND k.conname = {}),"
-                      " 'pg_constraint'::pg_catalog.name)").format(
-        sql.Literal(sql.Identifier(schema, table).as_string()), sql.Literal(name))
+    current = sql.SQL("(SELECT " + _CONSTRAINT_COMMENT + " FROM pg_catalog.pg_constraint k"
+                      " WHERE k.conrelid = {}::pg_catalog.regclass::pg_catalog.oid AND k.conname = {})"
+                      ).format(sql.Literal(sql.Identifier(schema, table).as_string()), sql.Literal(name))
     if unmarked_too:
         current = sql.SQL("coalesce({}, {})").format(current, sql.Literal(MARK))
     return sql.SQL(
