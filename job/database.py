@@ -8,6 +8,8 @@ execute, close.  Everything it returns is plain data from ``job.state`` and
 
 from __future__ import annotations
 
+import re
+import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,7 +30,10 @@ _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL
 _INSPECT_TRIES = 5
 _IDLE = psycopg.pq.TransactionStatus.IDLE
 _INTRANS = psycopg.pq.TransactionStatus.INTRANS
-REPLAY_PREFIX = "db_init_replay_"  # scratch schemas, named after the backend pid that made them
+REPLAY_PREFIX = "db_init_replay_"  # + random hex: scratch schemas nobody can name in advance
+_SCRATCH_TRIES = 3  # names tried before giving up (a clash of 64 random bits means someone reads ours)
+# What the comment of a scratch schema of ours says: which backend made it (q.SCRATCH_COMMENT).
+_SCRATCH_COMMENT = re.compile(r"db-init replay scratch: backend (\d+) started (\S+)\Z")
 
 
 # Connection failures that no amount of waiting heals: fail at once.
@@ -206,6 +211,11 @@ class Database:
             conn = psycopg.connect(make_conninfo(**conninfo), autocommit=True, prepare_threshold=None)
         except psycopg.Error as exc:
             raise _connect_fault(exc) from None
+        # Every transaction psycopg opens for us says READ COMMITTED, whatever the database's default
+        # (q.BEGIN says it for those we open by hand): under REPEATABLE READ the snapshot would be taken
+        # by a transaction's first statement, before a lock it then waits for, and a re-check under that
+        # lock could not see a row committed while it waited.
+        conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
         return cls(conn)
 
     @property
@@ -315,16 +325,19 @@ class Database:
     def _pipelined(self, queries: Sequence[q.Statement], params: dict[str, Any] | None = None,
                    *, search_path: str | None = None) -> list[list[Any]]:
         """Several queries in one network round trip; with ``search_path``, in one transaction that
-        resolves and renders names relative to that schema."""
+        resolves and renders names relative to that schema, pg_catalog first.  Inside a transaction
+        (the replay's) the path stays the schema alone: a setting made in the savepoint would outlive
+        it and send the next file's CREATEs to pg_catalog; PostgreSQL searches it first all the same."""
         if not queries:
             return []
+        path = q.local_search_path if self.in_transaction else q.reading_search_path
         try:
             with self._conn.pipeline():
                 if search_path is None:
                     cursors = [self._conn.execute(query, params) for query in queries]
                 else:
                     with self._conn.transaction():
-                        self._conn.execute(q.local_search_path(search_path))
+                        self._conn.execute(path(search_path))
                         cursors = [self._conn.execute(query, params) for query in queries]
             return [c.fetchall() for c in cursors]
         except psycopg.Error as exc:
@@ -359,9 +372,9 @@ class Database:
         self._refuse_unsafe_scripts(scripts, pooled)
         nested = self.in_transaction
         may_commit = not pooled and not nested
-        if may_commit:
-            self._drop_stale_scratch()
         settings = q.replay_settings(lock_timeout_ms, statement_timeout_ms)
+        if may_commit:
+            self._drop_stale_scratch(settings)
         skipped: list[str] = []
         catalogs: dict[int, Catalog] = {}
         scratch, committed = "", False
@@ -418,7 +431,10 @@ class Database:
                 self._rows(q.ROLLBACK)
             if committed and may_commit:  # temporary objects would shadow the real tables otherwise
                 self._rows(q.session_search_path(home))
-                self._rows(q.DISCARD_TEMP if scratch == "pg_temp" else q.drop_schema(scratch))
+                if scratch == "pg_temp":
+                    self._rows(q.DISCARD_TEMP)
+                else:
+                    self._drop_scratch(scratch, settings)
 
     def _units(self, name: str, parts: Sequence[Unit], settings: q.Statement, scratch: str, may_commit: bool,
                skipped: list[str], *, refused_ok: bool = False) -> bool:
@@ -489,18 +505,29 @@ class Database:
 
     def _scratch_schema(self, *, session: bool) -> str:
         """A schema of our own for the replay, first on the search_path (the session's, when
-        ``session``: rolled back with the transaction, unless a file commits it).  Named after the
-        server's own backend pid (a pooler announces another), so a stale one can be told apart."""
-        scratch = f"{REPLAY_PREFIX}{self._rows(q.BACKEND_PID)[0][0]}"
-        self._rows(q.SAVEPOINT)
-        try:
-            self._rows(q.create_schema(scratch))
-        except DatabaseFault as fault:
-            if fault.sqlstate != "42501":  # insufficient_privilege: no CREATE on the database
-                raise
-            self._rows(q.ROLLBACK_TO_SAVEPOINT)
-            scratch = "pg_temp"
-        self._rows(q.RELEASE_SAVEPOINT)
+        ``session``: rolled back with the transaction, unless a file commits it).
+
+        Its name is random, so nobody can make it in advance, and it is created plainly: one that
+        exists already (someone else's, whatever they put in it) is never used.  Its comment names
+        the backend that made it (pid and start time), for _drop_stale_scratch."""
+        pid, started = self._rows(q.MY_BACKEND)[0]
+        for attempt in range(_SCRATCH_TRIES):
+            scratch = REPLAY_PREFIX + secrets.token_hex(8)
+            self._rows(q.SAVEPOINT)
+            try:
+                self._rows(q.create_scratch_schema(scratch))
+                self._rows(q.comment_on_schema(scratch, q.SCRATCH_COMMENT.format(pid=pid, started=started)))
+            except DatabaseFault as fault:
+                self._rows(q.ROLLBACK_TO_SAVEPOINT)
+                self._rows(q.RELEASE_SAVEPOINT)
+                if fault.sqlstate == "42P06" and attempt < _SCRATCH_TRIES - 1:  # duplicate_schema
+                    continue
+                if fault.sqlstate != "42501":  # insufficient_privilege: no CREATE on the database
+                    raise
+                scratch = "pg_temp"
+                break
+            self._rows(q.RELEASE_SAVEPOINT)
+            break
         self._rows(q.session_search_path(scratch) if session else q.local_search_path(scratch))
         return scratch
 
@@ -511,11 +538,37 @@ class Database:
         rows = self._rows(q.TEMP_NAMESPACE)
         return str(rows[0][0]) if rows else None
 
-    def _drop_stale_scratch(self) -> None:
-        """A replay killed after a self-committing file leaves its scratch schema behind: drop
-        those whose backend is gone."""
-        for (name,) in self._rows(q.STALE_SCRATCH, {"prefix": REPLAY_PREFIX}):
+    def _drop_stale_scratch(self, settings: q.Statement) -> None:
+        """A replay killed after a self-committing file leaves its scratch schema behind: drop those
+        whose backend is gone.
+
+        The name says nothing (it is random): a schema is ours only when our role owns it and its
+        comment names the backend that made it.  That backend is gone when no backend has its pid,
+        or the one that has it started at another time (pids are reused).  Where the start time of
+        a backend is hidden from us (another role's session), it counts as alive: kept, never dropped
+        on a guess."""
+        started = {pid: start for pid, start in self._rows(q.BACKENDS)}
+        for name, comment in self._rows(q.SCRATCH_SCHEMAS, {"prefix": REPLAY_PREFIX}):
+            maker = _SCRATCH_COMMENT.match(comment or "")
+            if maker is None:
+                continue  # not made by a replay: not ours to drop
+            pid, start = int(maker[1]), maker[2]
+            if pid not in started or started[pid] not in (start, None):
+                self._drop_scratch(name, settings)
+
+    def _drop_scratch(self, name: str, settings: q.Statement) -> None:
+        """Drop a scratch schema of ours, waiting for locks no longer than the replay's lock_timeout.
+        One that cannot be dropped now is left to a later run (its backend will be gone by then)."""
+        try:
+            self._rows(q.BEGIN)
+            self._rows(settings)
             self._rows(q.drop_schema(name))
+            self._rows(q.COMMIT)
+        except DatabaseFault as fault:
+            if fault.connection_lost:
+                raise
+            if self.in_transaction:
+                self._rows(q.ROLLBACK)
 
     def begin(self) -> None:
         self._rows(q.BEGIN)

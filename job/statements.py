@@ -2,6 +2,16 @@
 
 Names are always ``sql.Identifier`` and values ``sql.Literal`` (or bound
 parameters), never string formatting.  Nothing here executes anything.
+
+None of the job's own statements runs a function or operator that a role with CREATE on `public` (or on
+the target schema) could make: every function is called as ``pg_catalog.f`` with arguments of the exact
+types it takes (an unqualified call goes to whatever overload matches best, and an exact match in
+`public` beats pg_catalog's through an implicit cast), every catalog relation is named ``pg_catalog.x``
+(a temporary table could shadow it), and an operator whose operands have no exact match in pg_catalog is
+written ``OPERATOR(pg_catalog.op)``.  The other operators, on catalog types with an exact match there,
+resolve to pg_catalog's because the job never lets a schema precede it on the search_path (PostgreSQL
+searches pg_catalog first when the path does not name it; the job's reads name it first explicitly).
+What the app's migration files run is theirs, as Prisma runs it.
 """
 
 from __future__ import annotations
@@ -21,21 +31,31 @@ Statement = sql.SQL | sql.Composed
 PRISMA_LOCK_KEY = 72707369
 LEDGER = "_prisma_migrations"
 
+# The comment of a row of pg_constraint k or pg_namespace n.  Not obj_description(): on PostgreSQL 12 and
+# 13 it is a SQL function whose body (`relnamespace = 11`, oid = integer) is planned with the caller's
+# search_path, where an operator =(oid, integer) in `public` is a better match than pg_catalog's.
+_CONSTRAINT_COMMENT = ("(SELECT d.description FROM pg_catalog.pg_description d WHERE d.objoid = k.oid"
+                       " AND d.classoid = 'pg_catalog.pg_constraint'::pg_catalog.regclass::pg_catalog.oid"
+                       " AND d.objsubid = 0)")
+_NAMESPACE_COMMENT = ("(SELECT d.description FROM pg_catalog.pg_description d WHERE d.objoid = n.oid"
+                      " AND d.classoid = 'pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid"
+                      " AND d.objsubid = 0)")
+
 # The server and the target schema's tables: the start of both inspections below.
 _SERVER_AND_TABLES = """
-SELECT current_setting('server_version_num')::int,
-       pg_is_in_recovery(),
-       current_setting('transaction_read_only') = 'on',
-       EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = %(schema)s),
-       coalesce(ARRAY(SELECT c.relname::text FROM pg_class c
-                      JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT pg_catalog.current_setting('server_version_num')::int,
+       pg_catalog.pg_is_in_recovery(),
+       pg_catalog.current_setting('transaction_read_only') = 'on',
+       EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %(schema)s),
+       coalesce(ARRAY(SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c
+                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                       WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
                       ORDER BY 1), '{}'),"""
 
 # One round trip: server facts, the schema's tables and every relation name.
 INSPECT = sql.SQL(_SERVER_AND_TABLES + """
-       coalesce(ARRAY(SELECT c.relname::text FROM pg_class c
-                      JOIN pg_namespace n ON n.oid = c.relnamespace
+       coalesce(ARRAY(SELECT c.relname::pg_catalog.text FROM pg_catalog.pg_class c
+                      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                       WHERE n.nspname = %(schema)s ORDER BY 1), '{}')
 """)
 
@@ -43,17 +63,17 @@ INSPECT = sql.SQL(_SERVER_AND_TABLES + """
 # a closer look: an INVALID index, a constraint left NOT VALID that no run has tried to validate (those
 # a run tried and rows refused carry the job's comment, MARK).
 GLANCE = sql.SQL(_SERVER_AND_TABLES + """
-       coalesce(ARRAY(SELECT i.relname::text FROM pg_index x
-                      JOIN pg_class i ON i.oid = x.indexrelid
-                      JOIN pg_namespace n ON n.oid = i.relnamespace
+       coalesce(ARRAY(SELECT i.relname::pg_catalog.text FROM pg_catalog.pg_index x
+                      JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+                      JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
                       WHERE n.nspname = %(schema)s AND NOT x.indisvalid ORDER BY 1), '{}'),
-       coalesce(ARRAY(SELECT k.conname::text FROM pg_constraint k
-                      JOIN pg_namespace n ON n.oid = k.connamespace
+       coalesce(ARRAY(SELECT k.conname::pg_catalog.text FROM pg_catalog.pg_constraint k
+                      JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
                       WHERE n.nspname = %(schema)s AND NOT k.convalidated ORDER BY 1), '{}'),
-       coalesce(ARRAY(SELECT k.conname::text FROM pg_constraint k
-                      JOIN pg_namespace n ON n.oid = k.connamespace
+       coalesce(ARRAY(SELECT k.conname::pg_catalog.text FROM pg_catalog.pg_constraint k
+                      JOIN pg_catalog.pg_namespace n ON n.oid = k.connamespace
                       WHERE n.nspname = %(schema)s AND NOT k.convalidated
-                        AND obj_description(k.oid, 'pg_constraint') LIKE 'db-init: %%' ORDER BY 1), '{}')
+                        AND """ + _CONSTRAINT_COMMENT + """ LIKE 'db-init: %%' ORDER BY 1), '{}')
 """)
 
 
@@ -65,7 +85,7 @@ def ledger_rows(schema: str) -> sql.Composed:
 
 
 def count_rows(schema: str, table: str) -> sql.Composed:
-    return sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table))
+    return sql.SQL("SELECT pg_catalog.count(*) FROM {}").format(sql.Identifier(schema, table))
 
 
 # Session settings that let the server notice a dead job in seconds, not hours,
@@ -82,35 +102,40 @@ def session_settings(version: int) -> sql.Composed:
     if version >= 140000:
         settings.append(("client_connection_check_interval", "2000"))
     return sql.SQL("SELECT {}").format(sql.SQL(", ").join(
-        sql.SQL("set_config({}, {}, false)").format(sql.Literal(k), sql.Literal(v))
+        sql.SQL("pg_catalog.set_config({}, {}, false)").format(
+            sql.Literal(k), sql.Literal(v))
         for k, v in settings))
 
 
-TRY_LOCK = sql.SQL("SELECT pg_try_advisory_lock({})").format(sql.Literal(PRISMA_LOCK_KEY))
-TRY_XACT_LOCK = sql.SQL("SELECT pg_try_advisory_xact_lock({})").format(sql.Literal(PRISMA_LOCK_KEY))
-BACKEND_PID = sql.SQL("SELECT pg_backend_pid()")
-UNLOCK = sql.SQL("SELECT pg_advisory_unlock({})").format(sql.Literal(PRISMA_LOCK_KEY))
+TRY_LOCK = sql.SQL("SELECT pg_catalog.pg_try_advisory_lock({}::bigint)").format(sql.Literal(PRISMA_LOCK_KEY))
+TRY_XACT_LOCK = sql.SQL("SELECT pg_catalog.pg_try_advisory_xact_lock({}::bigint)").format(
+    sql.Literal(PRISMA_LOCK_KEY))
+BACKEND_PID = sql.SQL("SELECT pg_catalog.pg_backend_pid()")
+UNLOCK = sql.SQL("SELECT pg_catalog.pg_advisory_unlock({}::bigint)").format(sql.Literal(PRISMA_LOCK_KEY))
 
 # Who holds the lock: advisory locks on a bigint key show as classid 0 / objid key / objsubid 1.
 LOCK_HOLDERS = sql.SQL("""
-SELECT a.pid, coalesce(a.application_name, ''), coalesce(host(a.client_addr), 'local'),
+SELECT a.pid, coalesce(a.application_name, ''), coalesce(pg_catalog.host(a.client_addr), 'local'),
        a.backend_start, a.state
-FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = {}
-  AND l.objsubid = 1 AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0::pg_catalog.oid
+  AND l.objid = {}::pg_catalog.oid AND l.objsubid = 1::smallint
+  AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
 """).format(sql.Literal(PRISMA_LOCK_KEY))
 
 
 def transaction_settings(schema: str, lock_timeout_ms: int, statement_timeout_ms: int) -> sql.Composed:
     """SET LOCAL for one DDL transaction: bounded waits, and the target schema first."""
     return sql.SQL(
-        "SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true),"
-        " set_config('search_path', {}, true)"
+        "SELECT pg_catalog.set_config('lock_timeout', {}, true),"
+        " pg_catalog.set_config('statement_timeout', {}, true),"
+        " pg_catalog.set_config('search_path', {}, true)"
     ).format(sql.Literal(f"{lock_timeout_ms}ms"), sql.Literal(f"{statement_timeout_ms}ms"),
              sql.Literal(sql.Identifier(schema).as_string()))
 
 
-BEGIN = sql.SQL("BEGIN")
+# Explicitly READ COMMITTED, whatever default_transaction_isolation says (Database.open).
+BEGIN = sql.SQL("BEGIN ISOLATION LEVEL READ COMMITTED")
 ROLLBACK = sql.SQL("ROLLBACK")
 COMMIT = sql.SQL("COMMIT")
 DISCARD_TEMP = sql.SQL("DISCARD TEMP")
@@ -119,30 +144,54 @@ SAVEPOINT_OUTER = sql.SQL("SAVEPOINT db_init_replay_all")
 ROLLBACK_TO_SAVEPOINT_OUTER = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay_all")
 RELEASE_SAVEPOINT_OUTER = sql.SQL("RELEASE SAVEPOINT db_init_replay_all")
 # Schemas a migration could reach by name (the system's own are not a migration's to change).
-REAL_SCHEMAS = sql.SQL("SELECT nspname FROM pg_namespace"
-                       " WHERE nspname !~ '^pg_' AND nspname <> 'information_schema'")
+REAL_SCHEMAS = sql.SQL("SELECT nspname FROM pg_catalog.pg_namespace"
+                       " WHERE nspname::pg_catalog.text !~ '^pg_' AND nspname <> 'information_schema'")
 SAVEPOINT_UNIT = sql.SQL("SAVEPOINT db_init_replay_unit")
 ROLLBACK_TO_SAVEPOINT_UNIT = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay_unit")
 RELEASE_SAVEPOINT_UNIT = sql.SQL("RELEASE SAVEPOINT db_init_replay_unit")
 ROLLBACK_TO_SAVEPOINT = sql.SQL("ROLLBACK TO SAVEPOINT db_init_replay")
 RELEASE_SAVEPOINT = sql.SQL("RELEASE SAVEPOINT db_init_replay")
-TEMP_NAMESPACE = sql.SQL("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()")
-# Scratch schemas of replays whose backend is gone (a replay names its schema after its backend pid).
-STALE_SCRATCH = sql.SQL("""
-SELECT nspname FROM pg_namespace
-WHERE starts_with(nspname, %(prefix)s)
-  AND substr(nspname, length(%(prefix)s) + 1) !~ '[^0-9]'
-  AND substr(nspname, length(%(prefix)s) + 1)::int NOT IN (SELECT pid FROM pg_stat_activity)
+TEMP_NAMESPACE = sql.SQL("SELECT nspname FROM pg_catalog.pg_namespace"
+                         " WHERE oid = pg_catalog.pg_my_temp_schema()")
+# The replay's scratch schemas: those of the job's own role carrying the prefix, with their comment (the
+# backend that made them, SCRATCH_COMMENT); and every backend's pid and start, to tell which are gone.
+# Nothing here casts a schema's name: anyone may name a schema like ours.
+SCRATCH_SCHEMAS = sql.SQL("""
+SELECT n.nspname::pg_catalog.text, """ + _NAMESPACE_COMMENT + """
+FROM pg_catalog.pg_namespace n
+WHERE pg_catalog.starts_with(n.nspname::pg_catalog.text, %(prefix)s::pg_catalog.text)
+  AND n.nspowner OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r
+                                         WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)
 """)
+_BACKEND_START = ("pg_catalog.to_char(a.backend_start AT TIME ZONE 'UTC',"
+                  " 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+BACKENDS = sql.SQL("SELECT a.pid, " + _BACKEND_START + " FROM pg_catalog.pg_stat_activity a"
+                   " WHERE a.pid IS NOT NULL")
+MY_BACKEND = sql.SQL("SELECT a.pid, " + _BACKEND_START + " FROM pg_catalog.pg_stat_activity a"
+                     " WHERE a.pid OPERATOR(pg_catalog.=) pg_catalog.pg_backend_pid()")
+SCRATCH_COMMENT = "db-init replay scratch: backend {pid} started {started}"
+
+
+def create_scratch_schema(schema: str) -> sql.Composed:
+    """Plainly: a schema of that name made by anyone else is an error, never ours to use."""
+    return sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema))
+
+
+def comment_on_schema(schema: str, text: str) -> sql.Composed:
+    return sql.SQL("COMMENT ON SCHEMA {} IS {}").format(sql.Identifier(schema), sql.Literal(text))
+
+
 _CONCURRENTLY = re.compile(r"\bCONCURRENTLY\b", re.IGNORECASE)
 
 
-TYPE_EXISTS = sql.SQL("SELECT EXISTS (SELECT 1 FROM pg_type WHERE typname = %(name)s"
-                      " AND typnamespace = ANY(current_schemas(true)::regnamespace[]))")
+TYPE_EXISTS = sql.SQL("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typname = %(name)s"
+                      " AND typnamespace = ANY(pg_catalog.current_schemas(true)::pg_catalog.regnamespace[]"
+                      "::pg_catalog.oid[]))")
 
 
 def replay_settings(lock_timeout_ms: int, statement_timeout_ms: int) -> sql.Composed:
-    return sql.SQL("SELECT set_config('lock_timeout', {}, true), set_config('statement_timeout', {}, true)"
+    return sql.SQL("SELECT pg_catalog.set_config('lock_timeout', {}, true),"
+                   " pg_catalog.set_config('statement_timeout', {}, true)"
                    ).format(sql.Literal(f"{lock_timeout_ms}ms"), sql.Literal(f"{statement_timeout_ms}ms"))
 
 
@@ -180,14 +229,14 @@ def create_ledger(schema: str) -> sql.Composed:
     "migration_name"        VARCHAR(255) NOT NULL,
     "logs"                  TEXT,
     "rolled_back_at"        TIMESTAMPTZ,
-    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT pg_catalog.now(),
     "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
 )""").format(sql.Identifier(schema, LEDGER))
 
 
 def close_failed_row(schema: str, row_id: str) -> sql.Composed:
     # What `prisma migrate resolve --rolled-back` writes.
-    return sql.SQL("UPDATE {} SET rolled_back_at = now() WHERE id = {} AND finished_at IS NULL"
+    return sql.SQL("UPDATE {} SET rolled_back_at = pg_catalog.now() WHERE id = {} AND finished_at IS NULL"
                    " AND rolled_back_at IS NULL").format(
         sql.Identifier(schema, LEDGER), sql.Literal(row_id))
 
@@ -196,14 +245,15 @@ def record_started(schema: str, row_id: str, name: str, checksum: str) -> sql.Co
     # What `prisma migrate deploy` writes before it runs a file (record_migration_started).
     return sql.SQL(
         "INSERT INTO {} (id, checksum, finished_at, migration_name, logs, rolled_back_at,"
-        " started_at, applied_steps_count) VALUES ({}, {}, NULL, {}, NULL, NULL, clock_timestamp(), 0)"
+        " started_at, applied_steps_count)"
+        " VALUES ({}, {}, NULL, {}, NULL, NULL, pg_catalog.clock_timestamp(), 0)"
     ).format(sql.Identifier(schema, LEDGER), sql.Literal(row_id), sql.Literal(checksum),
              sql.Literal(name))
 
 
 def record_finished(schema: str, row_id: str) -> sql.Composed:
     # And after it ran: one applied step, finished now (record_successful_step + record_finished).
-    return sql.SQL("UPDATE {} SET applied_steps_count = 1, finished_at = clock_timestamp()"
+    return sql.SQL("UPDATE {} SET applied_steps_count = 1, finished_at = pg_catalog.clock_timestamp()"
                    " WHERE id = {}").format(sql.Identifier(schema, LEDGER), sql.Literal(row_id))
 
 
@@ -263,7 +313,7 @@ def row_exists(schema: str, row_id: str) -> sql.Composed:
 
 
 def applied_rows(schema: str, name: str) -> sql.Composed:
-    return sql.SQL("SELECT count(*) FROM {} WHERE migration_name = {} AND finished_at IS NOT NULL"
+    return sql.SQL("SELECT pg_catalog.count(*) FROM {} WHERE migration_name = {} AND finished_at IS NOT NULL"
                    " AND rolled_back_at IS NULL").format(sql.Identifier(schema, LEDGER), sql.Literal(name))
 
 
@@ -285,70 +335,76 @@ def script(text: str) -> sql.SQL:
 # Read with search_path set to that schema (Database.describe), so names and expressions that
 # PostgreSQL renders read the same for the live schema and for the contract's scratch schema.
 DESCRIBE_COLUMNS = sql.SQL("""
-SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
-       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END,
+SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+       CASE WHEN a.attgenerated = '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END,
        CASE a.attidentity WHEN 'a' THEN 'ALWAYS' WHEN 'd' THEN 'BY DEFAULT' ELSE '' END,
-       CASE WHEN a.attgenerated <> '' THEN pg_get_expr(d.adbin, d.adrelid) END
-FROM pg_attribute a
-JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+       CASE WHEN a.attgenerated <> '' THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END
+FROM pg_catalog.pg_attribute a
+JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY c.relname, a.attnum
 """)
 
 DESCRIBE_INDEXES = sql.SQL("""
 SELECT t.relname, i.relname, x.indisunique, x.indisprimary,
-       ARRAY(SELECT coalesce(a.attname::text, '') FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(attnum, ord)
-             LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+       ARRAY(SELECT coalesce(a.attname::pg_catalog.text, '')
+             FROM pg_catalog.unnest(x.indkey::smallint[]) WITH ORDINALITY k(attnum, ord)
+             LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
              WHERE k.ord <= x.indnkeyatts ORDER BY k.ord),
-       pg_get_indexdef(x.indexrelid), quote_ident(t.relname),
-       coalesce((SELECT k.contype::text FROM pg_constraint k
+       pg_catalog.pg_get_indexdef(x.indexrelid), pg_catalog.quote_ident(t.relname::pg_catalog.text),
+       coalesce((SELECT k.contype::pg_catalog.text FROM pg_catalog.pg_constraint k
                  WHERE k.conindid = x.indexrelid AND k.conrelid = t.oid AND k.contype IN ('p', 'u', 'x')
                  LIMIT 1), ''),
        x.indisvalid
-FROM pg_index x
-JOIN pg_class t ON t.oid = x.indrelid
-JOIN pg_class i ON i.oid = x.indexrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
+FROM pg_catalog.pg_index x
+JOIN pg_catalog.pg_class t ON t.oid = x.indrelid
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
 WHERE n.nspname = %(schema)s AND t.relkind IN ('r', 'p')
 ORDER BY t.relname, i.relname
 """)
 
 DESCRIBE_CONSTRAINTS = sql.SQL("""
-SELECT t.relname, k.conname, k.contype::text, pg_get_constraintdef(k.oid), k.convalidated, r.relname,
-       ARRAY(SELECT a.attname::text FROM unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
-             JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum ORDER BY u.ord),
-       ARRAY(SELECT a.attname::text FROM unnest(k.confkey) WITH ORDINALITY u(attnum, ord)
-             JOIN pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum ORDER BY u.ord),
-       k.confdeltype::text, k.confupdtype::text,
-       coalesce(obj_description(k.oid, 'pg_constraint'), '') LIKE 'db-init: %%'
-FROM pg_constraint k
-JOIN pg_class t ON t.oid = k.conrelid
-LEFT JOIN pg_class r ON r.oid = k.confrelid
-JOIN pg_namespace n ON n.oid = t.relnamespace
+SELECT t.relname, k.conname, k.contype::pg_catalog.text, pg_catalog.pg_get_constraintdef(k.oid),
+       k.convalidated, r.relname,
+       ARRAY(SELECT a.attname::pg_catalog.text
+             FROM pg_catalog.unnest(k.conkey) WITH ORDINALITY u(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.attnum
+             ORDER BY u.ord),
+       ARRAY(SELECT a.attname::pg_catalog.text
+             FROM pg_catalog.unnest(k.confkey) WITH ORDINALITY u(attnum, ord)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.attnum
+             ORDER BY u.ord),
+       k.confdeltype::pg_catalog.text, k.confupdtype::pg_catalog.text,
+       coalesce(""" + _CONSTRAINT_COMMENT + """, '') LIKE 'db-init: %%'
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class t ON t.oid = k.conrelid
+LEFT JOIN pg_catalog.pg_class r ON r.oid = k.confrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
 WHERE n.nspname = %(schema)s AND k.contype IN ('f', 'c') AND t.relkind IN ('r', 'p')
 ORDER BY t.relname, k.conname
 """)
 
 DESCRIBE_ENUMS = sql.SQL("""
-SELECT t.typname, ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid
-                        ORDER BY e.enumsortorder)
-FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+SELECT t.typname, ARRAY(SELECT e.enumlabel::pg_catalog.text FROM pg_catalog.pg_enum e
+                        WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder)
+FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
 WHERE n.nspname = %(schema)s AND t.typtype = 'e'
 ORDER BY t.typname
 """)
 
 DESCRIBE_VIEWS = sql.SQL("""
 SELECT c.relname, CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END || ': '
-       || pg_get_viewdef(c.oid, true)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       || pg_catalog.pg_get_viewdef(c.oid, true)
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relkind IN ('v', 'm')
 ORDER BY c.relname
 """)
 
 DESCRIBE_SEQUENCES = sql.SQL("""
-SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relkind = 'S' ORDER BY c.relname
 """)
 
@@ -357,7 +413,7 @@ DESCRIBE = (DESCRIBE_COLUMNS, DESCRIBE_INDEXES, DESCRIBE_CONSTRAINTS, DESCRIBE_E
 
 
 def session_search_path(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT set_config('search_path', {}, false)").format(
+    return sql.SQL("SELECT pg_catalog.set_config('search_path', {}, false)").format(
         sql.Literal(sql.Identifier(schema).as_string()))
 
 
@@ -389,9 +445,17 @@ def has_transaction_control(text: str) -> bool:
     return _TRANSACTION_CONTROL.search(text) is not None
 
 
+def reading_search_path(schema: str) -> sql.Composed:
+    """For the rest of a transaction that only reads the catalog: pg_catalog first, named, then
+    ``schema``, relative to which names and types render exactly as with ``schema`` alone (PostgreSQL
+    puts an unnamed pg_catalog first too; naming it says so whatever the session's path)."""
+    return sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)").format(
+        sql.Literal(sql.SQL("pg_catalog, {}").format(sql.Identifier(schema)).as_string()))
+
+
 def local_search_path(schema: str) -> sql.Composed:
     """For the rest of the transaction, resolve and render names relative to ``schema``."""
-    return sql.SQL("SELECT set_config('search_path', {}, true)").format(
+    return sql.SQL("SELECT pg_catalog.set_config('search_path', {}, true)").format(
         sql.Literal(sql.Identifier(schema).as_string()))
 
 
@@ -479,7 +543,8 @@ def attach_index(schema: str, table: str, index: Index) -> sql.Composed:
 
 def session_timeouts(lock_timeout_ms: int, statement_timeout_ms: int) -> sql.Composed:
     """For statements that run outside a transaction block (direct connections only)."""
-    return sql.SQL("SELECT set_config('lock_timeout', {}, false), set_config('statement_timeout', {}, false)"
+    return sql.SQL("SELECT pg_catalog.set_config('lock_timeout', {}, false),"
+                   " pg_catalog.set_config('statement_timeout', {}, false)"
                    ).format(sql.Literal(f"{lock_timeout_ms}ms"), sql.Literal(f"{statement_timeout_ms}ms"))
 
 
@@ -490,16 +555,17 @@ RESET_TIMEOUTS = (sql.SQL("RESET lock_timeout"), sql.SQL("RESET statement_timeou
 # being built is not a leftover: dropping it would kill the other build).
 INDEX_STATE = sql.SQL("""
 SELECT x.indisvalid,
-       EXISTS (SELECT 1 FROM pg_stat_progress_create_index p WHERE p.index_relid = x.indexrelid
-               AND p.pid <> pg_backend_pid())
-FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_namespace n ON n.oid = i.relnamespace
+       EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p WHERE p.index_relid = x.indexrelid
+               AND p.pid <> pg_catalog.pg_backend_pid())
+FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace
 WHERE n.nspname = %(schema)s AND i.relname = %(index)s
 """)
 
 # How far a long build has come (PostgreSQL 12+).
 INDEX_PROGRESS = sql.SQL("""
 SELECT phase, blocks_done, blocks_total, tuples_done, tuples_total, lockers_done, lockers_total
-FROM pg_stat_progress_create_index WHERE pid = %(pid)s
+FROM pg_catalog.pg_stat_progress_create_index WHERE pid = %(pid)s::integer
 """)
 
 
@@ -507,8 +573,9 @@ def duplicate_keys(schema: str, table: str, columns: Sequence[str]) -> sql.Compo
     """Keys held by more than one row (NULLs are distinct, as in a unique index), and those rows."""
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in columns)
-    return sql.SQL("SELECT count(*), coalesce(sum(n), 0) FROM (SELECT count(*) AS n FROM {} WHERE {}"
-                   " GROUP BY {} HAVING count(*) > 1) d").format(
+    return sql.SQL("SELECT pg_catalog.count(*), coalesce(pg_catalog.sum(n), 0)"
+                   " FROM (SELECT pg_catalog.count(*) AS n FROM {} WHERE {}"
+                   " GROUP BY {} HAVING pg_catalog.count(*) > 1) d").format(
         sql.Identifier(schema, table), not_null, cols)
 
 
@@ -568,9 +635,9 @@ def clear_mark(schema: str, table: str, name: str) -> sql.Composed:
 def _comment_if(schema: str, table: str, name: str, text: sql.Composable, *, unmarked_too: bool
                 ) -> sql.Composed:
     """COMMENT ON CONSTRAINT, only where its comment is the job's (or, ``unmarked_too``, absent)."""
-    current = sql.SQL("obj_description((SELECT k.oid FROM pg_constraint k WHERE k.conrelid = {}::regclass"
-                      " AND k.conname = {}), 'pg_constraint')").format(
-        sql.Literal(sql.Identifier(schema, table).as_string()), sql.Literal(name))
+    current = sql.SQL("(SELECT " + _CONSTRAINT_COMMENT + " FROM pg_catalog.pg_constraint k"
+                      " WHERE k.conrelid = {}::pg_catalog.regclass::pg_catalog.oid AND k.conname = {})"
+                      ).format(sql.Literal(sql.Identifier(schema, table).as_string()), sql.Literal(name))
     if unmarked_too:
         current = sql.SQL("coalesce({}, {})").format(current, sql.Literal(MARK))
     return sql.SQL(
@@ -591,7 +658,8 @@ def count_orphans(schema: str, table: str, fk: ForeignKey) -> sql.Composed:
     not_null = sql.SQL(" AND ").join(sql.SQL("t.{} IS NOT NULL").format(sql.Identifier(c)) for c, _ in pairs)
     match = sql.SQL(" AND ").join(sql.SQL("r.{} = t.{}").format(sql.Identifier(r), sql.Identifier(c))
                                   for c, r in pairs)
-    return sql.SQL("SELECT count(*) FROM {} t WHERE {} AND NOT EXISTS (SELECT 1 FROM {} r WHERE {})").format(
+    return sql.SQL("SELECT pg_catalog.count(*) FROM {} t"
+                   " WHERE {} AND NOT EXISTS (SELECT 1 FROM {} r WHERE {})").format(
         sql.Identifier(schema, table), not_null, sql.Identifier(schema, fk.ref_table), match)
 
 
@@ -622,12 +690,13 @@ def copy_missing_batch(schema: str, source: str, target: str, columns: Sequence[
     after an interruption copies only what is still missing: never a row twice."""
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     return sql.SQL(
-        "WITH batch AS (SELECT {cols} FROM {source} WHERE %(after)s::text IS NULL OR {id} > %(after)s"
+        "WITH batch AS (SELECT {cols} FROM {source}"
+        " WHERE %(after)s::pg_catalog.text IS NULL OR {id} > %(after)s"
         " ORDER BY {id} LIMIT {limit}),"
         " copied AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM batch b WHERE NOT EXISTS"
         " (SELECT 1 FROM {target} t WHERE t.{id} = b.{id}) ON CONFLICT DO NOTHING RETURNING 1)"
-        " SELECT (SELECT {id} FROM batch ORDER BY {id} DESC LIMIT 1), (SELECT count(*) FROM batch),"
-        " (SELECT count(*) FROM copied)"
+        " SELECT (SELECT {id} FROM batch ORDER BY {id} DESC LIMIT 1),"
+        " (SELECT pg_catalog.count(*) FROM batch), (SELECT pg_catalog.count(*) FROM copied)"
     ).format(cols=cols, source=sql.Identifier(schema, source), target=sql.Identifier(schema, target),
              id=sql.Identifier("id"), limit=sql.Literal(MERGE_BATCH_ROWS))
 
@@ -644,22 +713,22 @@ def copy_missing(schema: str, source: str, target: str, columns: Sequence[str]) 
     return sql.SQL(
         "WITH copied AS (INSERT INTO {target} ({cols}) SELECT {cols} FROM {source} s WHERE NOT EXISTS"
         " (SELECT 1 FROM {target} t WHERE t.{id} = s.{id}) ON CONFLICT DO NOTHING RETURNING 1)"
-        " SELECT count(*) FROM copied"
+        " SELECT pg_catalog.count(*) FROM copied"
     ).format(cols=cols, source=sql.Identifier(schema, source), target=sql.Identifier(schema, target),
              id=sql.Identifier("id"))
 
 
 def count_shared_ids(schema: str, a: str, b: str) -> sql.Composed:
-    return sql.SQL("SELECT count(*) FROM {} x JOIN {} y ON x.{} = y.{}").format(
+    return sql.SQL("SELECT pg_catalog.count(*) FROM {} x JOIN {} y ON x.{} = y.{}").format(
         sql.Identifier(schema, a), sql.Identifier(schema, b), sql.Identifier("id"), sql.Identifier("id"))
 
 
 # --- lock estimates (job.lockrisk): read only when migrations are pending, never on the no-op path ---
 # Statistics only: no table is opened or locked (pg_relation_size() would take a lock on each).
 TABLE_SIZES = sql.SQL("""
-SELECT c.relname::text, c.reltuples::float8, c.relpages::int8, pg_stat_get_live_tuples(c.oid),
-       c.relkind = 'p'
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+SELECT c.relname::pg_catalog.text, c.reltuples::double precision, c.relpages::bigint,
+       pg_catalog.pg_stat_get_live_tuples(c.oid), c.relkind = 'p'
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
 """)
 
@@ -667,6 +736,7 @@ WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p')
 # Each named function's volatility, 'i' < 's' < 'v' (also their text order): the most volatile of its
 # overloads, in any schema.
 FUNCTION_VOLATILITY = sql.SQL("""
-SELECT p.proname::text, max(p.provolatile::text COLLATE "C") FROM pg_proc p
-WHERE p.proname = ANY(%(functions)s::text[]) GROUP BY p.proname
+SELECT p.proname::pg_catalog.text, pg_catalog.max(p.provolatile::pg_catalog.text COLLATE "C")
+FROM pg_catalog.pg_proc p
+WHERE p.proname = ANY(%(functions)s::pg_catalog.text[]) GROUP BY p.proname
 """)

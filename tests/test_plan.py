@@ -116,7 +116,7 @@ def test_sqlite_era_failed_row_is_closed_then_everything_applied() -> None:
     assert [s.action for s in plan.steps][:1] == ["close_failed_row"]
     assert plan.ledger_rows_repaired == 1
     assert plan.migrations_applied == (BASELINE, FIX)
-    assert "rolled_back_at = now()" in plan.steps[0].sql_text()
+    assert "rolled_back_at = pg_catalog.now()" in plan.steps[0].sql_text()
 
 
 def test_lowercase_session_is_renamed_before_anything_else() -> None:
@@ -277,9 +277,9 @@ def test_every_retired_name_is_a_known_history_entry() -> None:
 def test_ledger_rows_are_recorded_like_prisma_deploy() -> None:
     unit = next(s for s in plan_of(EMPTY).steps if s.action == "apply_migration")
     started, script, finished = (s.as_string() for s in unit.statements)
-    assert MIGRATIONS[0].checksum in started and "NULL, NULL, clock_timestamp(), 0)" in started
+    assert MIGRATIONS[0].checksum in started and "NULL, NULL, pg_catalog.clock_timestamp(), 0)" in started
     assert script == MIGRATIONS[0].sql
-    assert "applied_steps_count = 1, finished_at = clock_timestamp()" in finished
+    assert "applied_steps_count = 1, finished_at = pg_catalog.clock_timestamp()" in finished
 
 
 def _without_product_indexes(state: DatabaseState) -> DatabaseState:
