@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 from jobtools import CONTRACT_FILE, MIGRATIONS_DIR, JobRun, finish, ledger, run_job, start_job
-from matrix import INTEROP, STAMP, digest, prerequisite_missing
+from matrix import INTEROP, PRISMA7, STAMP, digest, prerequisite_missing
 from pgcluster import Db, PgCluster
 from psycopg import sql
 from scenarios import STATES
@@ -59,7 +59,6 @@ ALLOWED_EXTRA: dict[str, tuple[str, ...]] = {
 ALSO_IN_SHOP_APP = ("demo", "lowercase", "both_populated")
 MATRIX_STATES = {("demo", "public")}
 LOCK_KEY = 72707369
-NODE_MIN = (20, 10)
 
 
 # --- the peer: the real Prisma CLI and PrismaSessionStorage ----------------------------------------------
@@ -75,9 +74,50 @@ class CliRun:
         return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
 
 
+@dataclass(frozen=True)
+class Cli:
+    """One pinned Prisma CLI, run offline (tests/interop/README.md): its Node project, the stand-in the CLI
+    spawns as its schema-engine binary, and how node starts it."""
+
+    project: Path
+    engine: Path
+    node_args: tuple[str, ...]
+    node_min: tuple[int, int]
+
+    @property
+    def version(self) -> str:
+        return str(json.loads((self.project / "package.json").read_text())["dependencies"]["prisma"])
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+
+# Prisma 7 checks what the job leaves (the version the app's users run now); 6.19 where it proves what 7
+# cannot: the turns it takes with the job, and Prisma Client under Shopify's session storage (which needs 6).
+PRISMA_7 = Cli(PRISMA7, PRISMA7 / "schema-engine.cjs", (), (20, 19))
+PRISMA_6 = Cli(INTEROP, INTEROP / "schema-engine-stub.cjs", ("--require", str(INTEROP / "preload.cjs")),
+               (20, 10))
+
+
+def without_urls(schema: Path) -> Path:
+    """The schema for Prisma 7, as prisma7/prisma.config.ts reads it: no url/directUrl in its datasource."""
+    text = re.sub(r"(datasource\s+\w+\s*\{)([^}]*)\}",
+                  lambda m: m.group(1) + re.sub(r"(?m)^[ \t]*(url|directUrl|shadowDatabaseUrl)\s*=.*\n", "",
+                                                m.group(2)) + "}", schema.read_text())
+    copy = PRISMA7 / "build" / f"schema-{hashlib.sha256(text.encode()).hexdigest()[:16]}.prisma"
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_name(f"{copy.name}.{os.getpid()}")
+        partial.write_text(text)
+        partial.replace(copy)
+    return copy
+
+
 class Peer:
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, cli: Cli = PRISMA_7) -> None:
         self.node = node
+        self.cli = cli
 
     def env(self, url: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -89,15 +129,15 @@ class Peer:
             "CHECKPOINT_DISABLE": "1",
             "PRISMA_HIDE_UPDATE_MESSAGE": "1",
             # the stand-in for the native engine binary, which nothing here can download
-            "PRISMA_SCHEMA_ENGINE_BINARY": str(INTEROP / "schema-engine-stub.cjs"),
+            "PRISMA_SCHEMA_ENGINE_BINARY": str(self.cli.engine),
         }
 
     def start(self, url: str, *args: str | Path) -> subprocess.Popen[str]:
-        """The Prisma CLI, as tests/interop/prisma.sh runs it."""
-        cmd = [self.node, "--require", str(INTEROP / "preload.cjs"),
-               str(INTEROP / "node_modules" / "prisma" / "build" / "index.js"),
-               *map(str, args), "--config", str(INTEROP / "prisma.config.ts")]
-        return subprocess.Popen(cmd, cwd=INTEROP, env=self.env(url), stdin=subprocess.DEVNULL,
+        """The Prisma CLI, as its prisma.sh runs it."""
+        script = self.cli.project / "node_modules" / "prisma" / "build" / "index.js"
+        cmd = [self.node, *self.cli.node_args, str(script), *map(str, args),
+               "--config", str(self.cli.project / "prisma.config.ts")]
+        return subprocess.Popen(cmd, cwd=self.cli.project, env=self.env(url), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     @staticmethod
@@ -113,6 +153,26 @@ class Peer:
     def prisma(self, url: str, *args: str | Path) -> CliRun:
         return self.wait(self.start(url, *args))
 
+    def schema(self, path: Path) -> Path:
+        """A schema file as this version takes it as an argument."""
+        return without_urls(path) if self.cli.major >= 7 else path
+
+    def diff(self, url: str, source: tuple[str, Path], schema: Path) -> subprocess.Popen[str]:
+        """`migrate diff --exit-code` from a migrations folder or a schema file to `schema`, in this version's
+        flags (6.19's --from-schema-datamodel is 7's --from-schema)."""
+        kind, path = source
+        flag = "schema-datamodel" if self.cli.major < 7 else "schema"
+        start: list[str | Path] = (["--from-migrations", path] if kind == "migrations"
+                                   else [f"--from-{flag}", self.schema(path)])
+        return self.start(url, "migrate", "diff", *start, f"--to-{flag}", self.schema(schema), "--exit-code")
+
+    def diff_live(self, url: str, schema: Path) -> subprocess.Popen[str]:
+        """Prisma 7: the database of the config's URL against `schema`, `migrate diff --exit-code`."""
+        assert self.cli.major >= 7, "6.19 compares a live database through db pull (it refuses --from-url)"
+        return self.start(url, "migrate", "diff", "--from-config-datasource", "--to-schema",
+                          self.schema(schema), "--exit-code")
+
+    # Shopify's session storage runs on 6.19's Prisma Client, whichever CLI checks the schema.
     def start_storage(self, url: str, command: str, *ids: str) -> subprocess.Popen[str]:
         return subprocess.Popen([self.node, str(INTEROP / "session-storage.mjs"), command, *ids],
                                 cwd=INTEROP, env=self.env(url), stdin=subprocess.DEVNULL,
@@ -137,23 +197,36 @@ def _peer_schema(contract: str) -> str:
     return generator.sub(r'\1  engineType = "client"\n', contract, count=1)
 
 
+def _installed(node: str, cli: Cli) -> None:
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout
+    found = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
+    if found < cli.node_min:
+        prerequisite_missing(f"Node.js {version.strip()} is older than {'.'.join(map(str, cli.node_min))},"
+                             f" which Prisma {cli.version} needs")
+    stamp = cli.project / "node_modules" / STAMP
+    if not stamp.is_file():
+        prerequisite_missing(f"the interop Node packages are not installed ({cli.project}/node_modules)")
+    if stamp.read_text() != digest(cli.project / "package.json", cli.project / "package-lock.json"):
+        prerequisite_missing(f"{cli.project}/node_modules is out of date with its lockfile")
+
+
 @pytest.fixture(scope="session")
-def peer() -> Peer:
+def peer6() -> Peer:
+    """The Prisma CLI 6.19 and Shopify's session storage on Prisma Client 6.19."""
     node = shutil.which("node")
     if node is None:
         prerequisite_missing("Node.js is not installed")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout
-    found = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
-    if found < NODE_MIN:
-        prerequisite_missing(f"Node.js {version.strip()} is older than {'.'.join(map(str, NODE_MIN))}")
-    stamp = INTEROP / "node_modules" / STAMP
-    if not stamp.is_file():
-        prerequisite_missing("the interop Node packages are not installed (tests/interop/node_modules)")
-    if stamp.read_text() != digest(INTEROP / "package.json", INTEROP / "package-lock.json"):
-        prerequisite_missing("tests/interop/node_modules is out of date with its lockfile")
-    p = Peer(node)
+    _installed(node, PRISMA_6)
+    p = Peer(node, PRISMA_6)
     _generate_client(p)
     return p
+
+
+@pytest.fixture(scope="session")
+def peer(peer6: Peer) -> Peer:
+    """The Prisma CLI 7 (the default verifier), and the session storage of peer6."""
+    _installed(peer6.node, PRISMA_7)
+    return Peer(peer6.node, PRISMA_7)
 
 
 def _generate_client(p: Peer) -> None:
@@ -205,7 +278,7 @@ MODEL = re.compile(r"^model (\w+) \{\n.*?^\}\n", re.M | re.S)
 
 
 def pulled_schema(out: str, allowed_extra: tuple[str, ...]) -> str:
-    """`db pull --print`'s schema (6.19 prints a warning on stdout first), less the allowed extra tables.
+    """`db pull --print`'s schema (6.19 may print a warning on stdout first), less the allowed extra tables.
 
     Each pattern must match exactly one table: the list of extras stays true to what the job leaves.
     """
@@ -225,17 +298,22 @@ def pulled_schema(out: str, allowed_extra: tuple[str, ...]) -> str:
 
 
 def check_prisma_is_satisfied(peer: Peer, url: str, allowed_extra: tuple[str, ...], tmp_path: Path) -> None:
-    """migrate status, migrate deploy, and db pull diffed against the contract, as the app's CI would."""
-    status, pull = peer.start(url, "migrate", "status"), peer.start(url, "db", "pull", "--print")
-    st, pl = peer.wait(status), peer.wait(pull)
+    """migrate status, migrate deploy, and migrate diff of the live schema against the contract, as the app's
+    CI would. Where the job leaves extra tables on purpose, the live schema is taken by db pull, less them."""
+    status = peer.start(url, "migrate", "status")
+    pull = peer.start(url, "db", "pull", "--print") if allowed_extra or peer.cli.major < 7 else None
+    st = peer.wait(status)
     assert st.code == 0 and "Database schema is up to date!" in st.out, st.text
-    assert pl.code == 0, pl.text
-    pulled = tmp_path / "pulled.prisma"
-    pulled.write_text(pulled_schema(pl.out, allowed_extra))
+    if pull is not None:
+        pl = peer.wait(pull)
+        assert pl.code == 0, pl.text
+        pulled = tmp_path / "pulled.prisma"
+        pulled.write_text(pulled_schema(pl.out, allowed_extra))
+        diff = peer.diff(url, ("schema", pulled), CONTRACT_FILE)
+    else:
+        diff = peer.diff_live(url, CONTRACT_FILE)
 
     deploy = peer.start(url, "migrate", "deploy")
-    diff = peer.start(url, "migrate", "diff", "--from-schema-datamodel", pulled,
-                      "--to-schema-datamodel", CONTRACT_FILE, "--exit-code")
     dp, df = peer.wait(deploy), peer.wait(diff)
     assert dp.code == 0 and "No pending migrations to apply." in dp.out, dp.text
     assert not re.search(r"P30(05|09|18)", dp.out + dp.err), dp.text
@@ -311,8 +389,7 @@ def test_real_clients_work_after_the_job(peer: Peer, db: Db, state: str, schema:
 @matrix
 def test_our_migration_folder_is_what_prisma_would_generate(peer: Peer, db: Db) -> None:
     """Replayed by Prisma on a shadow database of this server, the folder yields exactly the contract."""
-    run = peer.prisma(db.url, "migrate", "diff", "--from-migrations", MIGRATIONS_DIR,
-                      "--to-schema-datamodel", CONTRACT_FILE, "--exit-code")
+    run = peer.wait(peer.diff(db.url, ("migrations", MIGRATIONS_DIR), CONTRACT_FILE))
     assert run.code == 0 and "No difference detected." in run.out, run.text
     with db.cluster.admin() as conn:
         left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'prisma_migrate_shadow_db%'")
@@ -354,18 +431,46 @@ def _ledger_shape(conn: Any, schema: str) -> dict[str, Any]:
     return {"columns": columns, "constraints": constraints, "indexes": indexes, "rows": rows}
 
 
-def test_the_job_writes_the_ledger_as_prisma_does(peer: Peer, db: Db) -> None:
-    """On an empty database: one run of prisma migrate deploy, one of the job; the same ledger results."""
-    other = db.cluster.create_database()
+def test_the_job_writes_the_ledger_as_prisma_does(peer: Peer, peer6: Peer, db: Db) -> None:
+    """On empty databases: prisma migrate deploy of 7 and of 6.19, and the job; the same ledger results."""
+    theirs = {cli: db.cluster.create_database() for cli in (peer, peer6)}
     try:
-        deploy = peer.prisma(db.cluster.url(other), "migrate", "deploy")
-        assert deploy.code == 0, deploy.text
+        deploys = {cli: cli.start(db.cluster.url(name), "migrate", "deploy") for cli, name in theirs.items()}
         job = run_job(db.url)
         assert job.code == 0, job.stderr
-        with db.connect() as mine, db.cluster.admin(other) as theirs:
-            assert _ledger_shape(mine, "public") == _ledger_shape(theirs, "public")
+        with db.connect() as conn:
+            mine = _ledger_shape(conn, "public")
+        for cli, name in theirs.items():
+            deploy = cli.wait(deploys[cli])
+            assert deploy.code == 0, deploy.text
+            with db.cluster.admin(name) as conn:
+                assert _ledger_shape(conn, "public") == mine, f"Prisma {cli.cli.version}"
     finally:
-        db.cluster.drop_database(other)
+        for name in theirs.values():
+            db.cluster.drop_database(name)
+
+
+def test_after_prisma_resolves_a_failed_row_as_rolled_back_the_job_applies_it(peer: Peer, db: Db,
+                                                                              tmp_path: Path) -> None:
+    """What Prisma tells a team blocked by P3009: `migrate resolve --rolled-back NAME`. Then Prisma 7's
+    `migrate status` names NAME as not yet applied and exits 1 (6.19 said up to date); the job applies it."""
+    with db.connect() as conn:
+        STATES["baseline_failed"](conn, "public", MIGRATIONS_DIR)
+    name = SHIPPED[0].name
+    blocked = peer.prisma(db.url, "migrate", "deploy")
+    assert blocked.code == 1 and "P3009" in blocked.err, blocked.text
+    resolved = peer.prisma(db.url, "migrate", "resolve", "--rolled-back", name)
+    assert resolved.code == 0 and f"Migration {name} marked as rolled back." in resolved.out, resolved.text
+    status = peer.prisma(db.url, "migrate", "status")
+    assert status.code == 1, status.text
+    assert re.search(rf"not yet been applied:\n(\S+\n)*{name}\n", status.out), status.text
+
+    job = run_job(db.url)
+    assert job.code == 0, job.stderr
+    assert name in job.summary["migrations_applied"]
+    check_prisma_is_satisfied(peer, db.url, (), tmp_path)
+    with db.connect() as conn:
+        check_ledger_once_each(conn, "public")
 
 
 # --- the lock, with the real Prisma ------------------------------------------------------------------------
