@@ -25,6 +25,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -411,6 +412,22 @@ def test_after_prisma_applied_our_folder_the_job_has_nothing_to_do(peer: Peer, d
     assert not job.has("lock.acquired"), "a no-op run must not take the lock"
     plan = run_job(url, "plan", "--json")
     assert plan.code == 0 and '"action"' not in plan.stdout, plan.stdout
+
+
+def test_a_database_prisma_7_created_leaves_the_job_nothing_to_do(peer: Peer, pg: PgCluster) -> None:
+    """Prisma 7's `migrate deploy` creates the URL's database when it is missing (a new preview environment);
+    our stand-in for its engine must too, as the native one does (from `postgres`)."""
+    pg.start()  # no-op unless an earlier test stopped the shared server
+    name = f"fresh_{uuid.uuid4().hex[:12]}"
+    url = pg.url(name, params="schema=shop_app")
+    try:
+        deploy = peer.prisma(url, "migrate", "deploy")
+        assert deploy.code == 0 and f"PostgreSQL database {name} created" in deploy.out, deploy.text
+        assert "All migrations have been successfully applied." in deploy.out, deploy.text
+        job = run_job(url)
+        assert job.code == 0 and job.summary["changed"] is False, job.stderr
+    finally:
+        pg.drop_database(name)
 
 
 def _ledger_shape(conn: Any, schema: str) -> dict[str, Any]:
