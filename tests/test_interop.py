@@ -1,18 +1,20 @@
 """The app's own clients, for real, against the databases the job leaves behind.
 
-Not our reading of Prisma and Shopify, but their code: the Prisma CLI 6.19 (its WASM schema engine through
-the pg driver adapter, see tests/interop/README.md) and Shopify's PrismaSessionStorage on Prisma Client,
-installed from the npm registry by `python3 tests/matrix.py install`. For every state of HISTORY.md
+Not our reading of Prisma and Shopify, but their code: the Prisma CLI 7.10 (`peer`; 6.19 as `peer6`), each
+with its WASM schema engine through the pg driver adapter (see tests/interop/README.md), and Shopify's
+PrismaSessionStorage on Prisma Client 6.19, installed from the npm registry by `python3 tests/matrix.py
+install`. For every state of HISTORY.md
 (`job.scenarios.STATES`, whatever the lead adds there):
 
 - before the job, the app's failure is reproduced: PrismaSessionStorage raises MissingSessionTableError
   where "Session" is missing, and `prisma migrate deploy` stops on P3009 where a failed row blocks it;
-- after it, `migrate status` says up to date, `migrate deploy` has nothing to apply, `db pull` of the live
-  schema equals the contract (`migrate diff --exit-code`), and the session storage stores, loads, finds and
-  deletes sessions, and still loads the sessions the database held before.
+- after it, `migrate status` says up to date, `migrate deploy` has nothing to apply, the live schema equals
+  the contract (`migrate diff --from-config-datasource --exit-code`), and the session storage stores,
+  loads, finds and deletes sessions, and still loads the sessions the database held before.
 
 And the other way round: after Prisma itself has applied our folder, the job has nothing to do; the ledger
-rows the job writes are the ones Prisma writes; Prisma and the job started together never both apply.
+rows the job writes are the ones Prisma 7 and 6.19 write; a row Prisma resolved as rolled back, the job
+applies; Prisma and the job started together never both apply.
 """
 
 from __future__ import annotations
