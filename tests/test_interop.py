@@ -3,8 +3,7 @@
 Not our reading of Prisma and Shopify, but their code: the Prisma CLI 7.10 (`peer`; 6.19 as `peer6`), each
 with its WASM schema engine through the pg driver adapter (see tests/interop/README.md), and Shopify's
 PrismaSessionStorage on Prisma Client 6.19, installed from the npm registry by `python3 tests/matrix.py
-install`. For every state of HISTORY.md
-(`job.scenarios.STATES`, whatever the lead adds there):
+install`. For every state of HISTORY.md (`job.scenarios.STATES`, whatever the lead adds there):
 
 - before the job, the app's failure is reproduced: PrismaSessionStorage raises MissingSessionTableError
   where "Session" is missing, and `prisma migrate deploy` stops on P3009 where a failed row blocks it;
@@ -97,7 +96,8 @@ class Cli:
 
 
 # Prisma 7 checks what the job leaves (the version the app's users run now); 6.19 where it proves what 7
-# cannot: the turns it takes with the job, and Prisma Client under Shopify's session storage (which needs 6).
+# cannot: the ledger it writes, the turns it takes with the job, and Prisma Client under Shopify's session
+# storage (which needs 6).
 PRISMA_7 = Cli(PRISMA7, PRISMA7 / "schema-engine.cjs", (), (20, 19))
 PRISMA_6 = Cli(INTEROP, INTEROP / "schema-engine-stub.cjs", ("--require", str(INTEROP / "preload.cjs")),
                (20, 10))
