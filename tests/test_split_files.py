@@ -406,3 +406,78 @@ def test_a_statement_the_plan_does_not_know_refuses_a_transaction_then_runs_alon
         conn.execute("INSERT INTO \"User\" (id, email) VALUES ('z', 'z@x')")
         assert [r["applied_steps_count"] for r in ledger(conn, "public")] == [1, 1]
     assert job(db, folder, "verify").code == 0
+
+
+# --- the real Prisma CLI agrees (tests/test_interop.py's peer: Prisma 7.10) ----------------------
+
+SCHEMA = '''generator client {
+  provider = "prisma-client-js"
+}
+
+datasource db {
+  provider = "postgresql"
+  url      = env("DATABASE_URL")
+}
+
+enum Role {
+  USER
+  ADMIN
+}
+
+model User {
+  id    String @id
+  email String
+  role  Role   @default(USER)
+}
+
+model Post {
+  id       Int     @id @default(autoincrement())
+  title    String
+  authorId String?
+
+  @@index([title])
+}
+'''
+
+
+@pytest.mark.interop
+def test_prisma_agrees_with_the_ledger_of_a_file_run_in_units(peer: Any, db: Db, tmp_path: Path) -> None:
+    """Prisma reads the finished row as applied; a row a stopped run left part-way as failed (P3009: no
+    deploy runs the file's first statements twice); and `db-init resolve` as its own `migrate resolve`."""
+    from test_evolution import _Folder
+    folder = next_release(db, tmp_path, RELEASE, RELEASES["table_column_then_concurrent_index"])
+    (tmp_path / "schema.prisma").write_text(SCHEMA)
+    cli = _Folder(peer, folder, tmp_path / "schema.prisma")
+    with db.connect() as conn:  # a run stopped after the first unit (statements 1-2 committed and counted)
+        conn.execute('CREATE TABLE "Tag" ("id" TEXT NOT NULL, "name" TEXT NOT NULL,'
+                     ' CONSTRAINT "Tag_pkey" PRIMARY KEY ("id")); ALTER TABLE "Post" ADD COLUMN "tagId" TEXT')
+        text = RELEASES["table_column_then_concurrent_index"]
+        conn.execute("INSERT INTO _prisma_migrations (id, checksum, migration_name, logs,"
+                     " applied_steps_count) VALUES ('r1', %s, %s, %s, 2)",
+                     (hashlib.sha256(text.encode()).hexdigest(), RELEASE, PROGRESS_TAG + ": 2 of 3"))
+    deploy = cli.prisma(db.url, "migrate", "deploy")
+    assert deploy.code != 0 and "P3009" in deploy.out + deploy.err, deploy.text
+    run = job(db, folder)
+    assert run.code == 0 and run.has("migration.resumed"), run.stderr
+    status = cli.prisma(db.url, "migrate", "status")
+    assert status.code == 0 and "Database schema is up to date!" in status.out, status.text
+    deploy = cli.prisma(db.url, "migrate", "deploy")
+    assert deploy.code == 0 and "No pending migrations to apply." in deploy.out, deploy.text
+
+
+@pytest.mark.interop
+def test_prisma_reads_db_init_resolve_as_its_own_migrate_resolve(peer: Any, db: Db, tmp_path: Path) -> None:
+    """After `db-init resolve --rolled-back`, Prisma 7's status names the migration as not yet applied, as
+    after its own `migrate resolve`; after the job applies it, Prisma is up to date."""
+    from test_evolution import _Folder
+    text = RELEASES["table_column_then_concurrent_index"]
+    folder = next_release(db, tmp_path, RELEASE, text)
+    failed_row(db, RELEASE, text, logs="ERROR: lock timeout")
+    (tmp_path / "schema.prisma").write_text(SCHEMA)
+    cli = _Folder(peer, folder, tmp_path / "schema.prisma")
+    assert job(db, folder, "resolve", "--rolled-back", RELEASE).code == 0
+    status = cli.prisma(db.url, "migrate", "status")
+    assert status.code == 1 and RELEASE in status.out and "P3009" not in status.out, status.text
+    assert job(db, folder).code == 0
+    status = cli.prisma(db.url, "migrate", "status")
+    assert status.code == 0 and "Database schema is up to date!" in status.out, status.text
