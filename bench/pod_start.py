@@ -49,13 +49,12 @@ def run(quick: bool, before: str) -> dict[str, Any]:
     old = imports.job_at(before)
     try:
         with shared_cluster():
-            for name, part in (("noop", lambda: noop.measure(**plan["noop"])),
-                               ("fresh", lambda: fresh.measure(**plan["fresh"])),
-                               ("imports_before", lambda: imports.measure(**plan["imports"], code=old)),
-                               ("imports_after", lambda: imports.measure(**plan["imports"]))):
-                started = time.monotonic()
-                r[name] = part()
-                r[name]["seconds"] = round(time.monotonic() - started, 1)
+            started = time.monotonic()
+            r["noop"] = noop.measure(**plan["noop"])
+            r["fresh"] = fresh.measure(**plan["fresh"])
+            r["imports_before"] = imports.measure(**plan["imports"], code=old)
+            r["imports_after"] = imports.measure(**plan["imports"])
+            r["seconds"] = round(time.monotonic() - started, 1)
     finally:
         shutil.rmtree(old)
     r["load_end"] = load()
