@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -46,17 +47,24 @@ def sizes(quick: bool) -> dict[str, dict[str, Any]]:
 def run(quick: bool, before: str) -> dict[str, Any]:
     plan = sizes(quick)
     r: dict[str, Any] = {"machine": machine(), "quick": quick, "load_start": load(), "before": before}
-    old = imports.job_at(before)
+    try:
+        old: Path | None = imports.job_at(before)
+    except subprocess.CalledProcessError as exc:  # a shallow clone, or no git history (an image)
+        old = None
+        r["imports_before"] = {"skipped": f"the job at {before} is not available:"
+                                          f" {exc.stderr.decode(errors='replace').strip()[:200]}"}
     try:
         with shared_cluster():
             started = time.monotonic()
             r["noop"] = noop.measure(**plan["noop"])
             r["fresh"] = fresh.measure(**plan["fresh"])
-            r["imports_before"] = imports.measure(**plan["imports"], code=old)
+            if old is not None:
+                r["imports_before"] = imports.measure(**plan["imports"], code=old)
             r["imports_after"] = imports.measure(**plan["imports"])
             r["seconds"] = round(time.monotonic() - started, 1)
     finally:
-        shutil.rmtree(old)
+        if old is not None:
+            shutil.rmtree(old)
     r["load_end"] = load()
     return r
 
@@ -75,6 +83,10 @@ def table(r: dict[str, Any]) -> None:
         for note in r[part].get("notes", []):
             print(f"note: {note}")
     b, a = r["imports_before"], r["imports_after"]
+    if "skipped" in b:
+        print(f"\nimports of a no-op (job - floor): {a['job_minus_floor_ms']} ms,"
+              f" {len(a['job_modules_loaded'])} job modules; before: {b['skipped']}")
+        return
     print(f"\nimports of a no-op (job - floor): before ({r['before']}) {b['job_minus_floor_ms']} ms,"
           f" {len(b['job_modules_loaded'])} job modules; after {a['job_minus_floor_ms']} ms,"
           f" {len(a['job_modules_loaded'])} job modules")

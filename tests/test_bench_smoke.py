@@ -101,8 +101,8 @@ def test_pod_start_sitting_runs_once_at_tiny_size(tmp_path: Path) -> None:
     assert {"floor", "job"} <= set(r["noop"]["results"])
     assert {"job", "floor + psql"} <= set(r["fresh"]["results"])
     assert "dbmate up" in r["fresh"]["results"] or any("dbmate" in n for n in r["fresh"]["notes"])
-    for part in ("imports_before", "imports_after"):
-        assert "job.database" in r[part]["job_modules_loaded"], part
-    assert "job.heal" in r["imports_before"]["job_modules_loaded"]  # the before really is the old job
+    assert "job.database" in r["imports_after"]["job_modules_loaded"]
     assert "job.heal" not in r["imports_after"]["job_modules_loaded"]
+    if "skipped" not in r["imports_before"]:  # a shallow clone lacks the revision before issue 21
+        assert "job.heal" in r["imports_before"]["job_modules_loaded"]  # the before really is the old job
     assert "imports of a no-op" in res.stdout  # the table
