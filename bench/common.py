@@ -29,6 +29,9 @@ PY = sys.executable
 MIGRATIONS = ROOT / "prisma" / "migrations"
 FLOOR = ROOT / "bench" / "floor.py"
 PRISMA = ROOT / "tests" / "interop" / "prisma.sh"
+# Prisma 7's CLI offline (its WASM schema engine), as tests/matrix.py installs it; BENCH_PRISMA7 names
+# another checkout's prisma.sh (the one beside PEER_MIGRATIONS/PEER_CONTRACT-aware prisma.config.ts).
+PRISMA7 = Path(os.environ.get("BENCH_PRISMA7", ROOT / "tests" / "interop" / "prisma7" / "prisma.sh"))
 DBMATE = Path(os.environ.get("BENCH_DBMATE", "/var/cache/db-init-job/dbmate/node_modules/.bin/dbmate"))
 # PostgreSQL binaries that ship pg_stat_statements (the pgserver wheel does not), best first.
 _STAT_BINDIRS = (Path("/var/cache/db-init-job/pg/node_modules/pg16/native/bin"),)
@@ -210,6 +213,18 @@ def load() -> str:
 
 def tools_missing(*tools: str) -> list[str]:
     return [t for t in tools if shutil.which(t) is None and not Path(t).exists()]
+
+
+def prisma7_cmd() -> str | None:
+    """`prisma migrate deploy` of Prisma 7 on this worktree's folder and contract, or None: not installed."""
+    if tools_missing("node") or not (PRISMA7.parent / "node_modules" / "prisma").is_dir():
+        return None
+    return f"{PRISMA7} migrate deploy"
+
+
+def prisma7_env() -> dict[str, str]:
+    """What Prisma 7's config reads besides DATABASE_URL: this worktree's folder and contract."""
+    return {"PEER_MIGRATIONS": str(MIGRATIONS), "PEER_CONTRACT": str(ROOT / "prisma" / "schema.prisma")}
 
 
 def ratio(a: float, b: float) -> float:

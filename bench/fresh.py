@@ -6,7 +6,8 @@ hyperfine, in one invocation, each run on a database dropped and created again b
 `python -m job run` against `bench/floor.py && psql --single-transaction -f all.sql`, where all.sql is
 the migration files of prisma/migrations concatenated in name order (what the job applies; the job also
 replays them once in a scratch schema to build the contract, and writes the ledger). Goal (issue 12): the
-job <= 1.2x that sum.
+job <= 1.2x that sum. With ``peers`` (bench/pod_start.py), in the same invocation: Prisma 7's deploy
+(where tests/interop/prisma7 is installed) and dbmate (bench/dbmate), each on the same fresh database.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from common import (
+    DBMATE,
     MIGRATIONS,
     cluster,
     floor_cmd,
@@ -29,6 +31,8 @@ from common import (
     job_env,
     load,
     peak_rss_mb,
+    prisma7_cmd,
+    prisma7_env,
     ratio,
     round_ratio,
 )
@@ -49,7 +53,26 @@ def phases(url: str) -> dict[str, float]:
     return out
 
 
-def measure(runs: int, warmup: int, rounds: int = 4) -> dict[str, Any]:
+def peer_commands(url: str, work: Path, prisma: bool = True) -> tuple[dict[str, str], list[str]]:
+    """Prisma 7's deploy and dbmate on a fresh ``url``, as far as they are installed; notes for the rest."""
+    from noop import dbmate_folder
+
+    commands, notes = {}, []
+    if prisma and (deploy7 := prisma7_cmd()) is not None:
+        commands["prisma 7 migrate deploy"] = deploy7
+    elif prisma:
+        notes.append("prisma 7: not installed (tests/interop/prisma7, or BENCH_PRISMA7)")
+    if DBMATE.exists():
+        folder = dbmate_folder(work / "dbmate")
+        commands["dbmate up"] = (f"{DBMATE} --url {shlex.quote(url + '?sslmode=disable')}"
+                                 f" --migrations-dir {folder} --no-dump-schema up")
+    else:
+        notes.append(f"dbmate: not installed ({DBMATE})")
+    return commands, notes
+
+
+def measure(runs: int, warmup: int, rounds: int = 4, peers: bool = False, prisma: bool = True
+            ) -> dict[str, Any]:
     psql = shutil.which("psql") or str(Path(__file__).parent / "missing-psql")
     sql_file = Path(tempfile.mkdtemp(prefix="bench-fresh-")) / "all.sql"
     sql_file.write_text("\n".join((d / "migration.sql").read_text()
@@ -63,9 +86,13 @@ def measure(runs: int, warmup: int, rounds: int = 4) -> dict[str, Any]:
         commands = {"job": job_cmd(),
                     "floor + psql": f"{floor_cmd()} && {psql} -X -q -v ON_ERROR_STOP=1 --single-transaction"
                                     f" -d {shlex.quote(url)} -f {sql_file} >/dev/null"}
+        notes: list[str] = []
+        if peers:
+            more, notes = peer_commands(url, sql_file.parent, prisma)
+            commands |= more
         before = load()
-        hf = hyperfine_rounds(commands, rounds=rounds, runs=runs, warmup=warmup, env=job_env(url),
-                              prepare=prepare, base="floor + psql")
+        hf = hyperfine_rounds(commands, rounds=rounds, runs=runs, warmup=warmup,
+                              env=job_env(url) | prisma7_env(), prepare=prepare, base="floor + psql")
         times = hf["times"]
         subprocess.run(prepare, shell=True, check=True)
         times["job"]["peak_rss_mb"] = peak_rss_mb(shlex.split(job_cmd()), job_env(url), repeat=1)
@@ -76,7 +103,7 @@ def measure(runs: int, warmup: int, rounds: int = 4) -> dict[str, Any]:
     return {"load_before": before, "load_after": load(), "rounds": rounds, "runs": runs, "warmup": warmup,
             "results": times, "job_over_floor_psql": round_ratio(times, "job", "floor + psql"),
             "job_over_floor_psql_min": ratio(times["job"]["min_ms"], times["floor + psql"]["min_ms"]),
-            "job_minus_floor_psql_ms": round(job - base, 1), "job_timeline_ms": timeline}
+            "job_minus_floor_psql_ms": round(job - base, 1), "job_timeline_ms": timeline, "notes": notes}
 
 
 def report(r: dict[str, Any]) -> None:
@@ -89,6 +116,8 @@ def report(r: dict[str, Any]) -> None:
           f" job - (floor + psql) = {r['job_minus_floor_psql_ms']} ms")
     print("  one job run, ms after run.started:",
           ", ".join(f"{k} {v}" for k, v in r["job_timeline_ms"].items()))
+    for note in r.get("notes", []):
+        print(f"  note: {note}")
 
 
 def main() -> None:

@@ -6,7 +6,8 @@ Both processes are run for real against an up-to-date database, alternating, ``r
 the floor (bench/floor.py: import psycopg, connect, select 1) and a no-op `python -m job run`, so imports
 done lazily during the run are counted too. Per run: the sum of every module's own ("self") import
 time; per module imported by the job but not by the floor: its least self time (the least disturbed).
-Goal (issue 12): the job's imports <= 100 ms above the floor's.
+Goal (issue 12): the job's imports <= 100 ms above the floor's. ``code``: the job's source to profile
+(``job_at(rev)``: the job as it was at a git revision, for a before/after of issue 21).
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from common import FLOOR, PY, ROOT, cluster, database, job_env, load
 
 
-def importtime(argv: list[str], env: dict[str, str]) -> dict[str, int]:
-    """Module -> self import time in µs, from one real run."""
+def importtime(argv: list[str], env: dict[str, str], cwd: Path = ROOT) -> dict[str, int]:
+    """Module -> self import time in µs, from one real run (`-m` imports from ``cwd`` first)."""
     res = subprocess.run([PY, "-X", "importtime", *argv], env=env, capture_output=True, text=True,
-                         cwd=ROOT, check=True)
+                         cwd=cwd, check=True)
     found: dict[str, int] = {}
     for line in res.stderr.splitlines():
         if line.startswith("import time:") and "|" in line and "self [us]" not in line:
@@ -34,15 +36,25 @@ def importtime(argv: list[str], env: dict[str, str]) -> dict[str, int]:
     return found
 
 
-def measure(repeat: int) -> dict[str, Any]:
+def job_at(rev: str) -> Path:
+    """The job package as it was at git revision ``rev``, extracted and compiled (.pyc, as in the image):
+    the directory to put on PYTHONPATH."""
+    into = Path(tempfile.mkdtemp(prefix="bench-job-"))
+    archive = subprocess.run(["git", "archive", rev, "job"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    subprocess.run([PY, "-m", "compileall", "-q", str(into / "job")], check=True)
+    return into
+
+
+def measure(repeat: int, code: Path = ROOT) -> dict[str, Any]:
     with cluster() as pg:
         _, url = database(pg, "fixed")
-        env = job_env(url)
+        env = job_env(url) | {"PYTHONPATH": str(code)}
         before = load()
         floors, jobs = [], []
         for _ in range(repeat):
             floors.append(importtime([str(FLOOR)], env))
-            jobs.append(importtime(["-m", "job", "run"], env))
+            jobs.append(importtime(["-m", "job", "run"], env, cwd=code))
     floor_total = statistics.median(sum(f.values()) for f in floors) / 1000
     job_total = statistics.median(sum(j.values()) for j in jobs) / 1000
     floor_min = min(sum(f.values()) for f in floors) / 1000
@@ -61,6 +73,7 @@ def measure(repeat: int) -> dict[str, Any]:
             "floor_imports_min_ms": round(floor_min, 1), "job_imports_min_ms": round(job_min, 1),
             "job_minus_floor_min_ms": round(job_min - floor_min, 1),
             "job_only_modules": len(extra),
+            "job_modules_loaded": sorted(m for m in set().union(*jobs) if m.split(".")[0] == "job"),
             "job_only_by_package_ms": {k: round(v, 1)
                                        for k, v in sorted(by_package.items(), key=lambda kv: -kv[1])},
             "job_only_top_modules_ms": {k: round(v, 1) for k, v in top},

@@ -6,8 +6,8 @@ In one hyperfine invocation (so ratios come from one sitting), on databases of o
 the floor (bench/floor.py), the job (`python -m job run`), the real `prisma migrate deploy` (npm prisma
 6.19 through tests/interop/prisma.sh, on the same database: it shares the job's ledger) and
 `dbmate --no-dump-schema up` (npm dbmate, on a sibling database the same migrations brought up to date
-with dbmate's own ledger). Peak RSS from `/usr/bin/time -v`. Goals (issue 12): job <= 1.3x the floor,
->= 4x faster than Prisma's deploy.
+with dbmate's own ledger); Prisma 7's deploy too where tests/interop/prisma7 is installed (bench/common.py).
+Peak RSS from `/usr/bin/time -v`. Goals (issue 12): job <= 1.3x the floor, >= 4x faster than Prisma's deploy.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ from common import (
     job_cmd,
     job_env,
     load,
+    prisma7_cmd,
+    prisma7_env,
     ratio,
     round_ratio,
     tools_missing,
@@ -52,7 +54,7 @@ def measure(runs: int, warmup: int, rounds: int = 5, peers: bool = True, prisma:
             rss_repeat: int = 5) -> dict[str, Any]:
     with cluster() as pg:
         _, url = database(pg, "fixed")
-        env = job_env(url)
+        env = job_env(url) | prisma7_env()
         commands = {"floor": floor_cmd(), "job": job_cmd()}
         notes: list[str] = []
         missing = tools_missing(str(PRISMA.parent / "node_modules" / "prisma"), "node")
@@ -60,6 +62,10 @@ def measure(runs: int, warmup: int, rounds: int = 5, peers: bool = True, prisma:
             commands["prisma migrate deploy"] = f"{PRISMA} migrate deploy"
         elif peers and prisma:
             notes.append(f"prisma skipped: missing {', '.join(missing)}")
+        if peers and prisma and (deploy7 := prisma7_cmd()) is not None:
+            commands["prisma 7 migrate deploy"] = deploy7
+        elif peers and prisma:
+            notes.append("prisma 7: not installed (tests/interop/prisma7, or BENCH_PRISMA7)")
         dbmate_url = None
         if peers and DBMATE.exists():
             _, plain = database(pg, "empty")
@@ -91,7 +97,8 @@ def measure(runs: int, warmup: int, rounds: int = 5, peers: bool = True, prisma:
             "job_minus_floor_min_ms": round(times["job"]["min_ms"] - times["floor"]["min_ms"], 1),
             "job_over_floor_cpu": ratio(times["job"]["cpu_ms"], times["floor"]["cpu_ms"]),
             "notes": notes}
-        for name, key in (("prisma migrate deploy", "prisma_over_job"), ("dbmate up", "dbmate_over_job"),
+        for name, key in (("prisma migrate deploy", "prisma_over_job"),
+                          ("prisma 7 migrate deploy", "prisma7_over_job"), ("dbmate up", "dbmate_over_job"),
                           ("dbmate up (binary)", "dbmate_binary_over_job")):
             if name in times:
                 result[key] = round_ratio(times, name, "job")
@@ -109,6 +116,7 @@ def report(r: dict[str, Any]) -> None:
           f" job - floor = {r['job_minus_floor_ms']} ms (of minimums {r['job_minus_floor_min_ms']})")
     print(f"  CPU time (user + sys): job / floor = {r['job_over_floor_cpu']}")
     for key, label in (("prisma_over_job", "prisma deploy / job (goal >= 4)"),
+                       ("prisma7_over_job", "prisma 7 deploy / job"),
                        ("dbmate_over_job", "dbmate / job"),
                        ("dbmate_binary_over_job", "dbmate binary / job")):
         if key in r:

@@ -37,7 +37,6 @@ from job.plan import (
     settled,
     unknown_outcome,
 )
-from job.schemadiff import diff_catalogs
 from job.schemamodel import Catalog
 from job.sqllexer import Statement
 from job.state import DatabaseState
@@ -213,7 +212,7 @@ class _Job:
     def verify(self, allow_extra: bool) -> RunResult:
         state = self.inspect()
         contract = self.contract(self.migrations)
-        found = [] if contract is None else diff_catalogs(contract, state.catalog,
+        found = [] if contract is None else _diff(contract, state.catalog,
                                                           allowed_extra_tables=_extras(state))
         if allow_extra:
             found = [ln for ln in found if "unexpected " not in ln]
@@ -255,8 +254,8 @@ class _Job:
         live = state.catalog  # an INVALID index is no index: an interrupted build left it, nothing uses it
         tables = {n: replace(t, indexes=tuple(i for i in t.indexes if i.valid))
                   for n, t in live.tables.items()}
-        made = set(diff_catalogs(after, before))
-        return made <= set(diff_catalogs(after, replace(live, tables=tables)))
+        made = set(_diff(after, before))
+        return made <= set(_diff(after, replace(live, tables=tables)))
 
     def contract(self, migrations: Sequence[Migration], pending: frozenset[str] | set[str] = frozenset()
                  ) -> Catalog | None:
@@ -995,7 +994,7 @@ class _Job:
         if contract is None:
             return ()
         state = self.inspect()
-        drift = tuple(diff_catalogs(contract, state.catalog, allowed_extra_tables=_extras(state)))
+        drift = tuple(_diff(contract, state.catalog, allowed_extra_tables=_extras(state)))
         if drift:
             self.log.warning("drift.remaining", differences=list(drift),
                              note="the schema differs from what the migrations build; see `db-init verify`")
@@ -1058,6 +1057,12 @@ def _split_refused(sql: str, unit: Unit, sqlstate: str) -> list[Unit]:
 
 def _committed_text(committed: Sequence[str]) -> str:
     return f"committed before it: {', '.join(committed)}" if committed else "nothing was applied"
+
+
+def _diff(expected: Catalog, live: Catalog, allowed_extra_tables: frozenset[str] = frozenset()) -> list[str]:
+    # Imported here: a no-op (every pod start) never compares schemas, so it does not load the diff engine.
+    from job.schemadiff import diff_catalogs
+    return diff_catalogs(expected, live, allowed_extra_tables=allowed_extra_tables)
 
 
 def _extras(state: DatabaseState) -> frozenset[str]:

@@ -18,6 +18,7 @@ identifiers and dollar-quoted bodies.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -56,6 +57,9 @@ class Unit:
         return f"unit {number} of {total} ({span}, line {self.line}, {how}): {self.snippet}"
 
 
+# Pure, and its answer immutable: a run asks it of each pending file up to three times (the replay, the
+# plan, the plan again under the lock), a fleet run of every database; the file is lexed once.
+@functools.lru_cache(maxsize=64)
 def plan_units(sql: str) -> tuple[Unit, ...] | None:
     """The file's units; None when it runs whole, as one simple query in one transaction (every file
     PostgreSQL allows so, and every file with its own transaction control)."""

@@ -83,3 +83,26 @@ def test_gentle_runs_once_at_tiny_size(tmp_path: Path) -> None:
         partial["baseline_wants"]["foreign_keys"]
     assert len(partial["missing_before"]) == 3  # two indexes and the foreign key of "ProductProfile"
     assert "| case | rows |" in res.stdout  # the table
+
+
+def test_pod_start_sitting_runs_once_at_tiny_size(tmp_path: Path) -> None:
+    """bench/pod_start.py (issue 21: no-op and fresh apply side by side, imports before and after) at its
+    quick size: it finishes and writes every part; Prisma 7 and dbmate are measured or said missing."""
+    if not (shutil.which("hyperfine") and shutil.which("psql") and Path("/usr/bin/time").exists()):
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI must run the bench smoke, but hyperfine, psql or GNU time is missing")
+        pytest.skip("the bench needs hyperfine, psql and GNU time")
+    out = tmp_path / "pod-start.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_INIT_")} | {"PYTHONPATH": str(ROOT)}
+    res = subprocess.run([sys.executable, "bench/pod_start.py", "--quick", "--json", str(out)], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert {"floor", "job"} <= set(r["noop"]["results"])
+    assert {"job", "floor + psql"} <= set(r["fresh"]["results"])
+    assert "dbmate up" in r["fresh"]["results"] or any("dbmate" in n for n in r["fresh"]["notes"])
+    assert "job.database" in r["imports_after"]["job_modules_loaded"]
+    assert "job.heal" not in r["imports_after"]["job_modules_loaded"]
+    if "skipped" not in r["imports_before"]:  # a shallow clone lacks the revision before issue 21
+        assert "job.heal" in r["imports_before"]["job_modules_loaded"]  # the before really is the old job
+    assert "imports of a no-op" in res.stdout  # the table
