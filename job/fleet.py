@@ -157,11 +157,12 @@ def inspect(base: Config) -> Work:
             status = {"pending": list(pending), "failed_rows": plan.ledger_rows_repaired,
                       "repairs": len(plan.prepare) - plan.ledger_rows_repaired,
                       "drift": list(plan.unresolved), "last_applied": applied[-1] if applied else None}
-            code = PLAN_CHANGES_PENDING if plan.pending else ExitCode.DRIFT if plan.unresolved \
+            # Converged is what a run owes: a validation whose rows refused it stays drift for a human.
+            code = PLAN_CHANGES_PENDING if plan.owed else ExitCode.DRIFT if plan.unresolved \
                 else ExitCode.OK
             return TargetResult(target.name, target.group, code, 0.0, status=status,
                                 reason=f"{len(plan.steps) + len(plan.validations)} change(s) pending"
-                                if plan.pending
+                                if plan.owed
                                 else f"{len(plan.unresolved)} difference(s) left for a human"
                                 if plan.unresolved else None)
         return _guarded(target, log, body)

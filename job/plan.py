@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from job.lockestimate import Estimate
 
 MIN_SERVER_VERSION = 120000
+RETRY = "retry"  # in a validation's details: a retry of one whose rows refused it before
 
 
 # The start of `logs` on a ledger row the job leaves failed after a file committed part of itself:
@@ -69,6 +70,12 @@ class Plan:
         """`run` would change the database: a step to apply, or a constraint to validate (a table scan).
         The one definition: plan's exit code and JSON, ``plan.ready`` and ``run.finished`` all use it."""
         return bool(self.steps or self.validations)
+
+    @property
+    def owed(self) -> bool:
+        """Pending work a database owes before it counts as converged: a step, or a validation no run has
+        tried; retrying one whose rows refused it (``--heal always``) is not owed (fleet status)."""
+        return bool(self.steps or any(RETRY not in v.details for v in self.validations))
 
     @property
     def migrations_applied(self) -> tuple[str, ...]:
@@ -180,6 +187,8 @@ def make_plan(state: DatabaseState, migrations: Sequence[Migration], *, target: 
         healed = heal(target, live, schema, again, rows=state.estimate,
                       needed_by=through.name if through else None)
         healing, validations, unresolved = healed.steps, healed.validations, healed.unresolved
+        validations = tuple(replace(v, details={**v.details, RETRY: "its rows refused it before"})
+                            if v.details.get("constraint") in state.refused else v for v in validations)
     else:
         notes.append("the contract is not known (its replay failed): nothing is healed")
     pending = [m for m in migrations if not state.applied(m.name)]
