@@ -13,6 +13,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -481,3 +482,36 @@ def test_prisma_reads_db_init_resolve_as_its_own_migrate_resolve(peer: Any, db: 
     assert job(db, folder).code == 0
     status = cli.prisma(db.url, "migrate", "status")
     assert status.code == 0 and "Database schema is up to date!" in status.out, status.text
+
+
+def test_behind_a_pooler_a_run_reports_only_the_migrations_it_committed(db: Db, tmp_path: Path) -> None:
+    """Behind a transaction pooler the lock lasts one transaction, so another runner may apply a migration
+    between two of this run's transactions: this run must not report it (issue 22, point 8). Made
+    deterministic: run A (pooled) heals an index on a table a third session keeps locked, retrying;
+    meanwhile run B (direct) gets the lock, gives up that repair and applies the migration."""
+    from jobtools import finish, start_job
+    folder = next_release(db, tmp_path, "20260201000000_nickname",
+                          'ALTER TABLE "User" ADD COLUMN "nick" TEXT;\n')
+    with db.connect() as conn:
+        conn.execute('DROP INDEX "Post_title_idx"')  # recorded by the first migration: healing rebuilds it
+    with db.connect() as holder:
+        holder.execute('BEGIN; LOCK TABLE "Post" IN ROW EXCLUSIVE MODE')  # the index build waits on it
+        started = time.monotonic()
+        a = start_job(f"{db.url}?pgbouncer=true", DB_INIT_MIGRATIONS_DIR=str(folder),
+                      DB_INIT_LOCK_TIMEOUT="90s", DB_INIT_DDL_LOCK_TIMEOUT="300ms")
+        assert a.stderr is not None
+        seen = []
+        for line in a.stderr:  # A is past its repairs and retrying the index
+            seen.append(line)
+            if '"apply.retry"' in line:
+                break
+        b = run_job(db.url, DB_INIT_MIGRATIONS_DIR=str(folder), DB_INIT_LOCK_TIMEOUT="15s",
+                    DB_INIT_DDL_LOCK_TIMEOUT="200ms")
+        assert b.code == 0, b.stderr
+        assert b.summary["migrations_applied"] == ["20260201000000_nickname"]
+        holder.execute("COMMIT")
+    rest = finish(a, started)
+    assert rest.code == 0, "".join(seen) + rest.stderr
+    events = [json.loads(ln) for ln in seen] + rest.events
+    assert any(e.get("event") == "apply.already_applied" for e in events), "B applied it in A's gap"
+    assert next(e for e in events if e.get("event") == "run.finished")["migrations_applied"] == []
