@@ -15,13 +15,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_every_bench_script_runs_once_at_tiny_size(tmp_path: Path) -> None:
+def run_quick(tmp_path: Path, script: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``script --quick`` (each part once, tiny), its output and its JSON; skipped without the tools."""
     missing = [t for t in ("hyperfine", "psql") if shutil.which(t) is None]
     missing += [] if Path("/usr/bin/time").exists() else ["/usr/bin/time"]
     if missing:
@@ -31,10 +33,14 @@ def test_every_bench_script_runs_once_at_tiny_size(tmp_path: Path) -> None:
         pytest.skip(reason)
     out = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DB_INIT_")} | {"PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "bench/run_all.py", "--quick", "--json", str(out)], cwd=ROOT,
+    res = subprocess.run([sys.executable, script, "--quick", "--json", str(out)], cwd=ROOT,
                          env=env, capture_output=True, text=True, timeout=240, check=False)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    r = json.loads(out.read_text())
+    return res, json.loads(out.read_text())
+
+
+def test_every_bench_script_runs_once_at_tiny_size(tmp_path: Path) -> None:
+    res, r = run_quick(tmp_path, "bench/run_all.py")
     assert {"floor", "job"} <= set(r["noop"]["results"])
     assert r["noop"]["results"]["job"]["peak_rss_mb"] > 0
     assert r["imports"]["job_imports_ms"] > 0
@@ -88,16 +94,7 @@ def test_gentle_runs_once_at_tiny_size(tmp_path: Path) -> None:
 def test_pod_start_sitting_runs_once_at_tiny_size(tmp_path: Path) -> None:
     """bench/pod_start.py (issue 21: no-op and fresh apply side by side, imports before and after) at its
     quick size: it finishes and writes every part; Prisma 7 and dbmate are measured or said missing."""
-    if not (shutil.which("hyperfine") and shutil.which("psql") and Path("/usr/bin/time").exists()):
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI must run the bench smoke, but hyperfine, psql or GNU time is missing")
-        pytest.skip("the bench needs hyperfine, psql and GNU time")
-    out = tmp_path / "pod-start.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DB_INIT_")} | {"PYTHONPATH": str(ROOT)}
-    res = subprocess.run([sys.executable, "bench/pod_start.py", "--quick", "--json", str(out)], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=240, check=False)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    r = json.loads(out.read_text())
+    res, r = run_quick(tmp_path, "bench/pod_start.py")
     assert {"floor", "job"} <= set(r["noop"]["results"])
     assert {"job", "floor + psql"} <= set(r["fresh"]["results"])
     assert "dbmate up" in r["fresh"]["results"] or any("dbmate" in n for n in r["fresh"]["notes"])
