@@ -673,7 +673,8 @@ class _Job:
             self.log.warning("migration.split_after_refusal", migration=name, sqlstate=refused.sqlstate,
                              note="run statement by statement, each in a transaction of its own where"
                                   " PostgreSQL allows one")
-            self._migrate_in_units(_one_by_one(self.schema, unit, name, self.migrations), wait)
+            migration = next(m for m in self.migrations if m.name == name)
+            self._migrate_in_units(_one_by_one(unit, migration), wait)
             return
         except MigrationFailed:
             if not partial:
@@ -1020,7 +1021,7 @@ class Progress:
 
     total: int
     done: int
-    start: int = -1
+    start: int = field(init=False)  # the count this run began from (what earlier runs committed)
 
     def __post_init__(self) -> None:
         self.start = self.done
@@ -1035,12 +1036,10 @@ class Progress:
         return f"statements 1-{self.done} of {self.total}{earlier}"
 
 
-def _one_by_one(schema: str, step: Step, name: str, migrations: Sequence[Migration]) -> Step:
+def _one_by_one(step: Step, migration: Migration) -> Step:
     """A whole-file step as units of one statement each (after PostgreSQL refused it as one)."""
-    sql = next(m.sql for m in migrations if m.name == name)
-    cut = units.one_by_one(sql, 0)
-    checksum = next(m.checksum for m in migrations if m.name == name)
-    return replace(step, units=cut, details={**step.details, "checksum": checksum,
+    cut = units.one_by_one(migration.sql, 0)
+    return replace(step, units=cut, details={**step.details, "checksum": migration.checksum,
                                              "statements": cut[-1].last if cut else 0, "units": len(cut)})
 
 
